@@ -1,0 +1,108 @@
+"""Attention patterns: per-head summary metrics and the slices the views show.
+
+A pattern is the softmax output of one layer: `[head, query_pos, key_pos]`, rows summing to one, zero above
+the diagonal (causal). Metrics reduce each head to one number so a layer x head grid can show 32 x 32 heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:  # the trace builder imports head_metrics from here
+    from visualizer.trace import Trace
+
+METRICS: dict[str, str] = {
+    "entropy": "Entropy (nats), averaged over query positions after the first: low = the head looks at "
+               "one token, high = it spreads its attention evenly.",
+    "sink": "Mass on the first token, averaged over query positions: many heads park attention on token 0 "
+            "when they have nothing better to do (the attention-sink effect), so a bright column at the "
+            "first token is normal, not a bug.",
+    "previous_token": "Weight on the token just before the query, averaged over positions: 1 = a "
+                      "previous-token head, a building block of induction heads.",
+    "distance": "Mean attended distance (query_pos - key_pos, weighted by attention): 0 = looks at itself, "
+                "large = looks far back.",
+}
+
+
+def head_metrics(pattern: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Summary metrics of every head of one layer. pattern: [head, query_pos, key_pos] -> name: [head]."""
+    n_heads, n_pos, _ = pattern.shape
+    p = pattern.float()
+    later = slice(1, None) if n_pos > 1 else slice(None)  # query 0 can only look at itself
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)  # [head, query_pos]
+    offsets = torch.arange(n_pos, device=p.device)
+    distance = (p * (offsets[:, None] - offsets[None, :]).clamp_min(0)).sum(-1)  # [head, query_pos]
+    if n_pos > 1:
+        previous = torch.diagonal(p, offset=-1, dim1=1, dim2=2)  # [head, query_pos - 1]
+    else:
+        previous = torch.zeros(n_heads, 1, device=p.device)
+    return {
+        "entropy": entropy[:, later].mean(-1),
+        "sink": p[:, later, 0].mean(-1),
+        "previous_token": previous.mean(-1),
+        "distance": distance[:, later].mean(-1),
+    }
+
+
+def kv_head_of(head: int, n_heads: int, n_kv_heads: int) -> int:
+    """The key/value head a query head reads under grouped-query attention (consecutive groups)."""
+    return head // (n_heads // n_kv_heads)
+
+
+@dataclass(frozen=True)
+class HeadPattern:
+    layer: int
+    head: int | None  # None: mean over heads
+    kv_head: int | None
+    weights: np.ndarray  # [query_pos, key_pos] float32
+    token_labels: list[str]
+    description: str
+
+
+def _check_layer(trace: Trace, layer: int) -> int:
+    if not isinstance(layer, int | np.integer) or not 0 <= layer < trace.n_layers:
+        raise ValueError(f"layer must be an integer from 0 to {trace.n_layers - 1}, got {layer!r}")
+    return int(layer)
+
+
+def _check_head(trace: Trace, head: int) -> int:
+    if not isinstance(head, int | np.integer) or not 0 <= head < trace.n_heads:
+        raise ValueError(f"head must be an integer from 0 to {trace.n_heads - 1}, got {head!r}")
+    return int(head)
+
+
+def gqa_note(trace: Trace, head: int) -> str:
+    if trace.n_kv_heads == trace.n_heads:
+        return f"head {head} has its own key/value head (no grouped-query attention)"
+    group = trace.n_heads // trace.n_kv_heads
+    kv = kv_head_of(head, trace.n_heads, trace.n_kv_heads)
+    return (f"query head {head} shares key/value head {kv} with query heads "
+            f"{kv * group}-{kv * group + group - 1} ({trace.n_heads} query heads, {trace.n_kv_heads} KV heads)")
+
+
+def head_pattern(trace: Trace, layer_patterns: torch.Tensor, layer: int, head: int | None) -> HeadPattern:
+    """One head's [query_pos, key_pos] weights, or the mean over heads when head is None.
+
+    layer_patterns: [head, query_pos, key_pos] of `layer`, from the trace or recomputed on demand.
+    """
+    layer = _check_layer(trace, layer)
+    if head is None:
+        weights = layer_patterns.float().mean(0)  # [query_pos, key_pos]
+        return HeadPattern(layer, None, None, weights.numpy(), trace.token_labels(),
+                           f"layer {layer}, mean over {trace.n_heads} heads")
+    head = _check_head(trace, head)
+    return HeadPattern(layer, head, kv_head_of(head, trace.n_heads, trace.n_kv_heads),
+                       layer_patterns[head].float().numpy(), trace.token_labels(),
+                       f"layer {layer}, head {head}: {gqa_note(trace, head)}")
+
+
+def metric_grid(trace: Trace, metric: str) -> np.ndarray:
+    """[layer, head] values of one metric."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    return trace.attention_metrics[metric]

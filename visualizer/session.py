@@ -1,0 +1,349 @@
+"""ModelSession: the one model of the process, shared read-only by every tab and every user.
+
+It loads the model once (eager attention, fixed at load: switching the implementation per request loses
+attentions under concurrency), runs every forward pass under `torch.inference_mode()`, keeps a byte-bounded
+LRU of traces so one prompt is run once whatever views ask for it, and offers a readers/writer lock so a
+timing run can hold the model alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from visualizer import gpu
+from visualizer.capture import ActivationCapture
+from visualizer.config import PHI3_MINI, AppConfig
+from visualizer.model_parts import ModelParts, find_model_parts
+from visualizer.trace import Trace, build_trace, pattern_bytes, storage_dtype
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def bundled_model_dir() -> Path:
+    from visualizer.bundled import BUNDLED_MODEL_DIR
+
+    return BUNDLED_MODEL_DIR
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps was asked for, but this machine has no Apple GPU")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 where the GPU supports it, fp16 on older GPUs (T4) and Apple GPUs, fp32 on the CPU."""
+    if name != "auto":
+        return _DTYPES[name]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def resolve_model_source(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return PHI3_MINI if device.type == "cuda" else str(bundled_model_dir())
+    if name == "bundled":
+        return str(bundled_model_dir())
+    return name
+
+
+class ReadWriteLock:
+    """Many readers (ordinary views) or one writer (a timing run that must not share the device)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Yields True if the model was free at once, False if it had to wait for other requests."""
+        with self._cond:
+            free = not self._writer and self._readers == 0
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._writer and self._readers == 0)
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield free
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass
+class _InFlight:
+    done: threading.Event
+    trace: Trace | None = None
+    error: BaseException | None = None
+
+
+class ModelSession:
+    load_count = 0  # models loaded from disk/hub in this process (the "loaded once" test reads it)
+
+    def __init__(self, model: PreTrainedModel, tokenizer, config: AppConfig | None = None,
+                 source: str = "", banner: str | None = None) -> None:
+        self.config = config or AppConfig()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.banner = banner
+        self.parts: ModelParts = find_model_parts(model)
+        self.capture = ActivationCapture(self.parts)
+        self.lock = ReadWriteLock()
+        self.forward_passes = 0
+        self._count_lock = threading.Lock()
+        self._cache: OrderedDict[str, Trace] = OrderedDict()
+        self._cache_bytes = 0
+        self._cache_lock = threading.Lock()
+        self._in_flight: dict[str, _InFlight] = {}
+        self.key = gpu.register(self)
+
+    # ----- loading -------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, config: AppConfig) -> ModelSession:
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device)
+        source = resolve_model_source(config.model, device)
+        try:
+            model, tokenizer = _load_pretrained(source, device, dtype, config.trust_remote_code)
+            return cls(model, tokenizer, config, source=source)
+        except Exception as error:
+            bundled = str(bundled_model_dir())
+            if source == bundled or not config.allow_fallback:
+                raise
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            banner = (f"Could not load {source} ({reason}). Showing the bundled teaching model instead; "
+                      "check the model id, the network or the Hugging Face cache.")
+            log.warning(banner)
+            model, tokenizer = _load_pretrained(bundled, device, resolve_dtype(config.dtype, device), False)
+            return cls(model, tokenizer, config, source=bundled, banner=banner)
+
+    @property
+    def device(self) -> torch.device:
+        return self.parts.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.parts.lm_head.weight.dtype
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        limit = self.config.limits.max_prompt_tokens
+        return min(limit, self.parts.max_context) if self.parts.max_context else limit
+
+    @property
+    def display_name(self) -> str:
+        if self.source == str(bundled_model_dir()):
+            return "bundled teaching model (Phi-3 architecture, trained on this project's corpus)"
+        return self.source
+
+    # ----- locking and device work ---------------------------------------------------------------------
+    def run_exclusive(self, fn: Callable[[bool], T]) -> T:
+        with self.lock.exclusive() as free:
+            return fn(free)
+
+    def _count_forward(self) -> None:
+        with self._count_lock:
+            self.forward_passes += 1
+
+    # ----- prompts -------------------------------------------------------------------------------------
+    def encode(self, text: Any, max_tokens: int | None = None) -> torch.Tensor:
+        """Token ids [pos] of a prompt, or a ValueError a learner can act on."""
+        if not isinstance(text, str):
+            raise ValueError(f"the prompt must be text, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError("The prompt is empty: type some text first.")
+        limit = max_tokens or self.max_prompt_tokens
+        if len(text) > limit * 64:  # no tokenizer yields fewer than one token per 64 characters here
+            raise ValueError(f"The prompt has {len(text):,} characters, far more than the {limit:,}-token "
+                             "limit: shorten it.")
+        ids = self.tokenizer(text, return_tensors="pt").input_ids[0]
+        if len(ids) == 0:
+            raise ValueError("The prompt produced no tokens.")
+        if len(ids) > limit:
+            context = f" (the model's context is {self.parts.max_context:,})" if self.parts.max_context else ""
+            raise ValueError(f"The prompt has {len(ids):,} tokens; the limit here is {limit:,}{context}. "
+                             "Shorten it.")
+        return ids
+
+    def estimate_trace_bytes(self, n_pos: int) -> int:
+        """Working set of one trace: one layer's attention on the device, logits, residuals, kept patterns."""
+        p = self.parts
+        elt = self.dtype.itemsize
+        one_layer_attention = 3 * p.n_heads * n_pos * n_pos * max(elt, 4)
+        logits = 3 * n_pos * p.d_vocab * 4
+        resid = (p.n_layers + 1) * n_pos * p.d_model * elt
+        kept = pattern_bytes(p.n_layers, p.n_heads, n_pos, storage_dtype(self.dtype).itemsize)
+        kept = kept if kept <= self.config.limits.attention_store_bytes else 0
+        return one_layer_attention + logits + resid + kept
+
+    def check_budget(self, what: str, estimate: int) -> None:
+        budget = self.config.limits.memory_budget_bytes
+        if estimate > budget:
+            raise ValueError(f"{what} would need about {estimate / 2**20:,.0f} MiB, over this server's budget "
+                             f"of {budget / 2**20:,.0f} MiB: use a shorter prompt.")
+
+    # ----- traces --------------------------------------------------------------------------------------
+    def trace(self, text: str) -> Trace:
+        """The trace of one prompt: from the cache, or from exactly one forward pass."""
+        ids = self.encode(text)
+        self.check_budget(f"Analysing {len(ids):,} tokens", self.estimate_trace_bytes(len(ids)))
+        with self._cache_lock:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+                return self._cache[text]
+            flight = self._in_flight.get(text)
+            owner = flight is None
+            if owner:
+                flight = self._in_flight[text] = _InFlight(threading.Event())
+        if not owner:  # someone is already computing this prompt: wait for theirs
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.trace
+        try:
+            flight.trace = gpu.call_on_device(self.key, "_compute_trace", text, ids,
+                                              gpu_seconds=10 + len(ids) / 50)
+            self._remember(text, flight.trace)
+            return flight.trace
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
+            with self._cache_lock:
+                self._in_flight.pop(text, None)
+            flight.done.set()
+
+    def _compute_trace(self, text: str, ids: torch.Tensor) -> Trace:
+        with self.lock.shared(), _released_on_oom(self.device):
+            self._count_forward()
+            return build_trace(self.model, self.parts, self.capture, self.tokenizer, text, ids,
+                               self.config.limits.attention_store_bytes)
+
+    def _remember(self, text: str, trace: Trace) -> None:
+        size = trace.nbytes
+        budget = self.config.limits.trace_cache_bytes
+        if size > budget:
+            return
+        with self._cache_lock:
+            self._cache[text] = trace
+            self._cache_bytes += size
+            while self._cache_bytes > budget:
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= old.nbytes
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
+
+    # ----- on-demand slices that need the weights, not a forward pass ---------------------------------
+    def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
+        """[head, query_pos, key_pos] of one layer: from the trace, or one recomputation if it was too big."""
+        if not isinstance(layer, int) or not 0 <= layer < trace.n_layers:
+            raise ValueError(f"layer must be an integer from 0 to {trace.n_layers - 1}, got {layer!r}")
+        if trace.attention_patterns is not None:
+            return trace.attention_patterns[layer]
+        return gpu.call_on_device(self.key, "_recompute_layer", trace.token_ids, layer,
+                                  gpu_seconds=10 + trace.n_pos / 50)
+
+    def _recompute_layer(self, token_ids, layer: int) -> torch.Tensor:
+        kept: list[torch.Tensor] = []
+
+        def on_attention(index: int, weights: torch.Tensor) -> None:
+            if index == layer:
+                kept.append(weights[0].to(storage_dtype(self.dtype)).cpu())
+
+        ids = torch.as_tensor(token_ids)[None].to(self.device)  # [batch=1, pos]
+        with self.lock.shared(), _released_on_oom(self.device), torch.inference_mode():
+            self._count_forward()
+            with self.capture.record(want_resid=False, on_attention=on_attention):
+                self.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+        return kept[0]
+
+    def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
+        """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position (weights only, no forward)."""
+        if not isinstance(pos, int) or not 0 <= pos < trace.n_pos:
+            raise ValueError(f"position must be an integer from 0 to {trace.n_pos - 1}, got {pos!r}")
+        return gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos], gpu_seconds=10)
+
+    def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:
+        with self.lock.shared(), torch.inference_mode():
+            logits = self.parts.unembed(resid_at_pos.to(self.device, self.dtype))  # [layer, d_vocab]
+            return torch.log_softmax(logits.float(), -1).cpu()
+
+
+@contextlib.contextmanager
+def _released_on_oom(device: torch.device) -> Iterator[None]:
+    """A CUDA out-of-memory frees the cache and becomes a message; the server keeps serving."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise ValueError("The GPU ran out of memory for this request (other students may be using it): "
+                         "try a shorter prompt or fewer tokens.") from error
+
+
+def _load_pretrained(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool):
+    log.info("loading %s on %s in %s", source, device, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="eager",
+                                                 trust_remote_code=trust_remote_code)
+    ModelSession.load_count += 1
+    return model.to(device).eval(), tokenizer
+
+
+_shared: dict[AppConfig, ModelSession] = {}
+_shared_lock = threading.Lock()
+
+
+def load_session(config: AppConfig | None = None, **overrides: Any) -> ModelSession:
+    """The process-wide session for a configuration: loaded on first use, then shared.
+
+    >>> session = load_session(model="bundled")          # doctest: +SKIP
+    >>> session.trace("The capital of France is")          # doctest: +SKIP
+    """
+    config = (config or AppConfig()).with_overrides(**overrides)
+    with _shared_lock:
+        if config not in _shared:
+            _shared[config] = ModelSession.load(config)
+        return _shared[config]

@@ -1,0 +1,165 @@
+"""Trace: everything the views need from ONE forward pass over one prompt, unbatched, on the CPU.
+
+Every view slices a Trace; none runs the model again. The O(T^2) part (attention) is bounded: patterns are
+kept only while they fit a byte budget, otherwise the per-head summary metrics stay and single layers are
+recomputed on demand by the session. Hidden-state order follows transformers: `resid[0]` is the
+embedding output (input of block 0), `resid[l + 1]` the output of block `l`, before the final norm.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from visualizer.analysis.attention import head_metrics
+from visualizer.capture import ActivationCapture
+from visualizer.model_parts import ModelParts
+
+TOP_K_KEPT = 50  # candidates kept per position; the UI's k is capped at this
+
+
+def visible_token(text: str) -> str:
+    """Token text with whitespace and control characters made visible ('␣', '↵', '⇥', '\\x00')."""
+    out = []
+    for ch in text:
+        if ch == " ":
+            out.append("␣")
+        elif ch == "\n":
+            out.append("↵")
+        elif ch == "\t":
+            out.append("⇥")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") or ch in "\u2028\u2029":
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out) or "∅"
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    text: str
+    token_ids: np.ndarray  # [pos] int64
+    token_strs: list[str]  # the tokenizer's own pieces (e.g. 'ĠParis')
+    token_texts: list[str]  # each token decoded on its own (e.g. ' Paris')
+    special: list[bool]  # BOS/EOS/pad and other special tokens
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_vocab: int
+    topk_ids: np.ndarray  # [pos, k] next-token candidates after each position, most likely first
+    topk_probs: np.ndarray  # [pos, k] float32
+    entropy: np.ndarray  # [pos] nats of the next-token distribution
+    actual_next_probs: np.ndarray  # [pos - 1] probability given to the token that really came next
+    actual_next_ranks: np.ndarray  # [pos - 1] its rank (0 = top-1)
+    last_logits: torch.Tensor  # [d_vocab] float32, for the sampling lab
+    lens_top_ids: np.ndarray  # [n_layers + 1, pos] logit-lens top-1 at each layer (row 0: embeddings)
+    lens_top_probs: np.ndarray  # [n_layers + 1, pos] float32
+    resid: torch.Tensor  # [n_layers + 1, pos, d_model] residual stream, CPU
+    attention_metrics: dict[str, np.ndarray]  # name -> [layer, head] float32
+    attention_patterns: torch.Tensor | None  # [layer, head, query_pos, key_pos], None if over budget
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_pos(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def hidden_shape(self) -> tuple[int, int, int]:
+        return (1, self.n_pos, self.d_model)  # [batch, tokens, hidden]
+
+    @property
+    def logits_shape(self) -> tuple[int, int, int]:
+        return (1, self.n_pos, self.d_vocab)  # [batch, tokens, vocab]
+
+    def token_labels(self) -> list[str]:
+        return [visible_token(t) for t in self.token_texts]
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.token_ids, self.topk_ids, self.topk_probs, self.entropy, self.actual_next_probs,
+                  self.actual_next_ranks, self.lens_top_ids, self.lens_top_probs, *self.attention_metrics.values()]
+        tensors = [self.last_logits, self.resid]
+        if self.attention_patterns is not None:
+            tensors.append(self.attention_patterns)
+        return (sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in tensors)
+                + 64 * self.n_pos)
+
+
+def pattern_bytes(n_layers: int, n_heads: int, n_pos: int, element_size: int) -> int:
+    return n_layers * n_heads * n_pos * n_pos * element_size
+
+
+def storage_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """fp32 models keep fp32 (exact views); half-precision models store fp16 (more mantissa than bf16)."""
+    return torch.float32 if model_dtype == torch.float32 else torch.float16
+
+
+@torch.inference_mode()
+def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture, tokenizer,
+                text: str, input_ids: torch.Tensor, attention_store_bytes: int) -> Trace:
+    """Run the model once on `input_ids` [pos] and collect every view's raw material."""
+    device = parts.lm_head.weight.device
+    ids = input_ids.to(device)[None]  # [batch=1, pos]
+    n_pos = ids.shape[1]
+    keep = storage_dtype(parts.lm_head.weight.dtype)
+    store_patterns = pattern_bytes(parts.n_layers, parts.n_heads, n_pos, keep.itemsize) <= attention_store_bytes
+    metrics: dict[str, list[torch.Tensor]] = {}
+    patterns: list[torch.Tensor] = []
+
+    def on_attention(layer: int, weights: torch.Tensor) -> None:
+        layer_pattern = weights[0]  # [head, query_pos, key_pos]
+        for name, values in head_metrics(layer_pattern).items():
+            metrics.setdefault(name, []).append(values.float().cpu())
+        if store_patterns:
+            patterns.append(layer_pattern.to(keep).cpu())
+
+    with capture.record(want_resid=True, on_attention=on_attention) as recorder:
+        logits = model(input_ids=ids, use_cache=False).logits[0].float()  # [pos, d_vocab]
+    resid = torch.stack([r[0] for r in recorder.resid])  # [n_layers + 1, pos, d_model]
+
+    log_probs = torch.log_softmax(logits, -1)  # [pos, d_vocab]
+    k = min(TOP_K_KEPT, logits.shape[-1])
+    top_log_probs, top_ids = log_probs.topk(k, dim=-1)  # [pos, k]
+    entropy = -(log_probs.exp() * log_probs).sum(-1)  # [pos]
+    next_ids = ids[0, 1:]  # [pos - 1]
+    next_log_probs = log_probs[:-1].gather(-1, next_ids[:, None])[:, 0]  # [pos - 1]
+    next_ranks = (log_probs[:-1] > next_log_probs[:, None]).sum(-1)  # [pos - 1]
+
+    lens_ids, lens_probs = [], []
+    for layer_resid in resid:  # one layer at a time: [pos, d_vocab] is the largest temporary
+        lens_log_probs = torch.log_softmax(parts.unembed(layer_resid).float(), -1)
+        top = lens_log_probs.max(-1)
+        lens_ids.append(top.indices.cpu())
+        lens_probs.append(top.values.exp().cpu())
+
+    token_ids = input_ids.cpu().numpy().astype(np.int64)
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return Trace(
+        text=text,
+        token_ids=token_ids,
+        token_strs=list(tokenizer.convert_ids_to_tokens(token_ids.tolist())),
+        token_texts=[tokenizer.decode([int(i)]) for i in token_ids],
+        special=[int(i) in special_ids for i in token_ids],
+        n_layers=parts.n_layers, n_heads=parts.n_heads, n_kv_heads=parts.n_kv_heads,
+        d_model=parts.d_model, d_vocab=logits.shape[-1],
+        topk_ids=top_ids.cpu().numpy(),
+        topk_probs=top_log_probs.exp().cpu().numpy(),
+        entropy=entropy.cpu().numpy(),
+        actual_next_probs=next_log_probs.exp().cpu().numpy(),
+        actual_next_ranks=next_ranks.cpu().numpy(),
+        last_logits=logits[-1].cpu().clone(),
+        lens_top_ids=torch.stack(lens_ids).numpy(),
+        lens_top_probs=torch.stack(lens_probs).numpy(),
+        resid=resid.cpu(),  # model dtype: fp16 could overflow on outlier activations
+        attention_metrics={name: torch.stack(values).numpy() for name, values in metrics.items()},
+        attention_patterns=torch.stack(patterns) if store_patterns else None,
+        notes=() if store_patterns else (
+            f"Attention patterns of all {parts.n_layers} layers would take "
+            f"{pattern_bytes(parts.n_layers, parts.n_heads, n_pos, keep.itemsize) / 2**20:,.0f} MiB: only the "
+            "summary grid is kept, and each layer is recomputed when you open it.",),
+    )
