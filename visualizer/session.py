@@ -21,10 +21,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from visualizer import gpu
+from visualizer.analysis.generation import Step, greedy_steps
 from visualizer.capture import ActivationCapture
 from visualizer.config import PHI3_MINI, AppConfig
 from visualizer.model_parts import ModelParts, find_model_parts
 from visualizer.trace import Trace, build_trace, pattern_bytes, storage_dtype
+from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,9 +35,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def bundled_model_dir() -> Path:
-    from visualizer.bundled import BUNDLED_MODEL_DIR
-
-    return BUNDLED_MODEL_DIR
+    return Path(__file__).resolve().parent / "bundled" / "model"  # == visualizer.bundled.BUNDLED_MODEL_DIR
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,10 +131,10 @@ class ModelSession:
         self.lock = ReadWriteLock()
         self.forward_passes = 0
         self._count_lock = threading.Lock()
-        self._cache: OrderedDict[str, Trace] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, ...], Trace] = OrderedDict()
         self._cache_bytes = 0
         self._cache_lock = threading.Lock()
-        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight: dict[tuple[int, ...], _InFlight] = {}
         self.key = gpu.register(self)
 
     # ----- loading -------------------------------------------------------------------------------------
@@ -223,34 +223,46 @@ class ModelSession:
                              f"of {budget / 2**20:,.0f} MiB: use a shorter prompt.")
 
     # ----- traces --------------------------------------------------------------------------------------
-    def trace(self, text: str) -> Trace:
-        """The trace of one prompt: from the cache, or from exactly one forward pass."""
-        ids = self.encode(text)
+    def ids_of(self, prompt: str | list[int]) -> torch.Tensor:
+        """Token ids [pos] of a prompt given as text, or as ids already (step-through keeps ids)."""
+        if isinstance(prompt, list | tuple):
+            if not prompt or not all(isinstance(i, int) and 0 <= i < self.parts.d_vocab for i in prompt):
+                raise ValueError(f"token ids must be integers from 0 to {self.parts.d_vocab - 1}")
+            if len(prompt) > self.max_prompt_tokens:
+                raise ValueError(f"{len(prompt):,} tokens; the limit here is {self.max_prompt_tokens:,}.")
+            return torch.tensor(prompt, dtype=torch.long)
+        return self.encode(prompt)
+
+    def trace(self, prompt: str | list[int]) -> Trace:
+        """The trace of one prompt (text or token ids): from the cache, or from exactly one forward pass."""
+        ids = self.ids_of(prompt)
         self.check_budget(f"Analysing {len(ids):,} tokens", self.estimate_trace_bytes(len(ids)))
+        key = tuple(ids.tolist())
         with self._cache_lock:
-            if text in self._cache:
-                self._cache.move_to_end(text)
-                return self._cache[text]
-            flight = self._in_flight.get(text)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            flight = self._in_flight.get(key)
             owner = flight is None
             if owner:
-                flight = self._in_flight[text] = _InFlight(threading.Event())
+                flight = self._in_flight[key] = _InFlight(threading.Event())
         if not owner:  # someone is already computing this prompt: wait for theirs
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
             return flight.trace
+        text = prompt if isinstance(prompt, str) else self.tokenizer.decode(key)
         try:
             flight.trace = gpu.call_on_device(self.key, "_compute_trace", text, ids,
                                               gpu_seconds=10 + len(ids) / 50)
-            self._remember(text, flight.trace)
+            self._remember(key, flight.trace)
             return flight.trace
         except BaseException as error:
             flight.error = error
             raise
         finally:
             with self._cache_lock:
-                self._in_flight.pop(text, None)
+                self._in_flight.pop(key, None)
             flight.done.set()
 
     def _compute_trace(self, text: str, ids: torch.Tensor) -> Trace:
@@ -259,13 +271,13 @@ class ModelSession:
             return build_trace(self.model, self.parts, self.capture, self.tokenizer, text, ids,
                                self.config.limits.attention_store_bytes)
 
-    def _remember(self, text: str, trace: Trace) -> None:
+    def _remember(self, key: tuple[int, ...], trace: Trace) -> None:
         size = trace.nbytes
         budget = self.config.limits.trace_cache_bytes
         if size > budget:
             return
         with self._cache_lock:
-            self._cache[text] = trace
+            self._cache[key] = trace
             self._cache_bytes += size
             while self._cache_bytes > budget:
                 _, old = self._cache.popitem(last=False)
@@ -275,11 +287,34 @@ class ModelSession:
     def cache_bytes(self) -> int:
         return self._cache_bytes
 
+    # ----- generation ----------------------------------------------------------------------------------
+    def check_new_tokens(self, n_pos: int, n_new) -> int:
+        n_new = whole_number(n_new, "number of new tokens", 1, self.config.limits.max_new_tokens)
+        context = self.parts.max_context
+        if context and n_pos + n_new > context:
+            raise ValueError(f"{n_pos:,} prompt tokens + {n_new:,} new tokens exceed the model's context of "
+                             f"{context:,} tokens.")
+        return n_new
+
+    def generate_steps(self, prompt: str | list[int], n_steps: int,
+                       first_token: int | None = None) -> Iterator[Step]:
+        """Greedy steps with the KV cache, streamed; `first_token` branches the first step."""
+        ids = self.ids_of(prompt)
+        n_steps = self.check_new_tokens(len(ids), n_steps)
+        if first_token is not None:
+            first_token = whole_number(first_token, "token id", 0, self.parts.d_vocab - 1)
+        yield from gpu.stream_on_device(self.key, "_generate_steps", ids, n_steps, first_token,
+                                        gpu_seconds=10 + n_steps / 5)
+
+    def _generate_steps(self, ids: torch.Tensor, n_steps: int, first_token: int | None) -> Iterator[Step]:
+        with self.lock.shared(), _released_on_oom(self.device):
+            self._count_forward()
+            yield from greedy_steps(self.model, self.tokenizer, ids, n_steps, first_token)
+
     # ----- on-demand slices that need the weights, not a forward pass ---------------------------------
     def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
         """[head, query_pos, key_pos] of one layer: from the trace, or one recomputation if it was too big."""
-        if not isinstance(layer, int) or not 0 <= layer < trace.n_layers:
-            raise ValueError(f"layer must be an integer from 0 to {trace.n_layers - 1}, got {layer!r}")
+        layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
         if trace.attention_patterns is not None:
             return trace.attention_patterns[layer]
         return gpu.call_on_device(self.key, "_recompute_layer", trace.token_ids, layer,
@@ -301,8 +336,7 @@ class ModelSession:
 
     def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
         """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position (weights only, no forward)."""
-        if not isinstance(pos, int) or not 0 <= pos < trace.n_pos:
-            raise ValueError(f"position must be an integer from 0 to {trace.n_pos - 1}, got {pos!r}")
+        pos = whole_number(pos, "position", 0, trace.n_pos - 1)
         return gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos], gpu_seconds=10)
 
     def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:

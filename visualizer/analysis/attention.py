@@ -7,11 +7,12 @@ the diagonal (causal). Metrics reduce each head to one number so a layer x head 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from visualizer.validation import whole_number
 
 if TYPE_CHECKING:  # the trace builder imports head_metrics from here
     from visualizer.trace import Trace
@@ -64,16 +65,12 @@ class HeadPattern:
     description: str
 
 
-def _check_layer(trace: Trace, layer: int) -> int:
-    if not isinstance(layer, int | np.integer) or not 0 <= layer < trace.n_layers:
-        raise ValueError(f"layer must be an integer from 0 to {trace.n_layers - 1}, got {layer!r}")
-    return int(layer)
+def _check_layer(trace: Trace, layer) -> int:
+    return whole_number(layer, "layer", 0, trace.n_layers - 1)
 
 
-def _check_head(trace: Trace, head: int) -> int:
-    if not isinstance(head, int | np.integer) or not 0 <= head < trace.n_heads:
-        raise ValueError(f"head must be an integer from 0 to {trace.n_heads - 1}, got {head!r}")
-    return int(head)
+def _check_head(trace: Trace, head) -> int:
+    return whole_number(head, "head", 0, trace.n_heads - 1)
 
 
 def gqa_note(trace: Trace, head: int) -> str:
