@@ -1,0 +1,180 @@
+"""The shared session: loaded once, one forward pass per prompt, bounded memory, safe under concurrency."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from tests.conftest import make_tiny_session
+from tests.tiny_models import tiny_model, tiny_tokenizer
+from visualizer import session as session_module
+from visualizer.analysis.next_token import top_k
+from visualizer.config import AppConfig, Limits
+from visualizer.session import ModelSession, load_session, resolve_dtype
+
+PROMPTS = ["The capital of France is", "Paris is the capital of", "one two three four five six seven",
+           "Attention lets each token look back", "Write an email apologizing to Sarah"]
+
+
+def test_views_reuse_one_forward_pass():
+    session = make_tiny_session("llama")
+    trace = session.trace(PROMPTS[0])
+    assert session.forward_passes == 1
+    assert session.trace(PROMPTS[0]) is trace
+    for pos in range(trace.n_pos):
+        top_k(trace, session.tokenizer, pos, 5)
+        session.lens_log_probs(trace, pos)  # the LM head on cached residuals: not a forward pass
+    for layer in range(trace.n_layers):
+        session.layer_patterns(trace, layer)
+    assert session.forward_passes == 1
+
+
+def test_same_ids_share_a_trace_whether_given_as_text_or_ids():
+    session = make_tiny_session("gpt2")
+    trace = session.trace(PROMPTS[1])
+    assert session.trace([int(i) for i in trace.token_ids]) is trace
+    assert session.forward_passes == 1
+
+
+def test_cache_is_bounded_in_bytes():
+    one = make_tiny_session("llama").trace(PROMPTS[2]).nbytes
+    session = make_tiny_session("llama", trace_cache_bytes=int(one * 2.5))
+    for prompt in PROMPTS:
+        session.trace(prompt)
+        assert session.cache_bytes <= int(one * 2.5)
+    assert session.forward_passes == len(PROMPTS)
+    session.trace(PROMPTS[-1])  # most recent: still cached
+    assert session.forward_passes == len(PROMPTS)
+
+
+def test_patterns_over_budget_are_recomputed_per_layer_and_exact():
+    full = make_tiny_session("qwen2").trace(PROMPTS[0])
+    session = make_tiny_session("qwen2", attention_store_bytes=0)
+    trace = session.trace(PROMPTS[0])
+    assert trace.attention_patterns is None and trace.notes
+    assert set(trace.attention_metrics) == set(full.attention_metrics)
+    for layer in range(trace.n_layers):
+        torch.testing.assert_close(session.layer_patterns(trace, layer), full.attention_patterns[layer])
+    assert session.forward_passes == 1 + trace.n_layers
+
+
+def test_request_over_memory_budget_is_refused_with_numbers():
+    session = make_tiny_session("llama", memory_budget_bytes=1000)
+    with pytest.raises(ValueError, match=r"MiB.*budget"):
+        session.trace(PROMPTS[0])
+    assert session.forward_passes == 0
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t ", None, 42, ["a"], "x" * 100_000])
+def test_bad_prompts_get_clear_messages(bad):
+    session = make_tiny_session("gpt2")
+    with pytest.raises(ValueError) as info:
+        session.trace(bad)
+    assert len(str(info.value)) > 10
+    assert session.forward_passes == 0
+
+
+def test_prompt_over_token_limit_names_both_numbers():
+    session = make_tiny_session("llama", max_prompt_tokens=8)
+    with pytest.raises(ValueError, match=r"tokens; the limit here is 8"):
+        session.trace("one two three four five six seven eight nine ten eleven twelve")
+
+
+@pytest.mark.parametrize("text", ["emoji 😀🎉 ok", "日本の首都は東京", "مرحبا بالعالم", "nul\x00 and \x07 bell",
+                                  "<script>alert(1)</script>"])
+def test_unusual_text_is_analysed(text):
+    session = make_tiny_session("phi3")
+    trace = session.trace(text)
+    assert trace.n_pos > 0 and trace.attention_patterns is not None
+    assert session.tokenizer.decode(trace.token_ids.tolist()) == text
+
+
+def test_twenty_threads_never_lose_attentions():
+    session = make_tiny_session("mistral")
+    reference = {p: make_tiny_session("mistral").trace(p) for p in PROMPTS}
+    barrier = threading.Barrier(20)
+
+    def worker(i):
+        barrier.wait()
+        prompt = PROMPTS[i % len(PROMPTS)]
+        trace = session.trace(prompt)
+        return prompt, trace
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(worker, range(20)))
+    for prompt, trace in results:
+        assert trace.attention_patterns is not None and trace.attention_patterns.numel() > 0
+        torch.testing.assert_close(trace.attention_patterns, reference[prompt].attention_patterns)
+        torch.testing.assert_close(trace.last_logits, reference[prompt].last_logits)
+    assert session.forward_passes == len(PROMPTS)  # concurrent requests for one prompt wait for one pass
+
+
+def test_concurrent_distinct_prompts_do_not_mix_activations():
+    session = make_tiny_session("gemma")
+    prompts = [f"{p} {i}" for i in range(4) for p in PROMPTS]
+    reference = {p: make_tiny_session("gemma").trace(p) for p in prompts}
+    with ThreadPoolExecutor(8) as pool:
+        traces = list(pool.map(session.trace, prompts))
+    for prompt, trace in zip(prompts, traces, strict=True):
+        torch.testing.assert_close(trace.resid, reference[prompt].resid)
+        torch.testing.assert_close(trace.attention_patterns, reference[prompt].attention_patterns)
+
+
+@pytest.fixture
+def saved_tiny_model(tmp_path):
+    path = tmp_path / "tiny-phi3"
+    tiny_model("phi3").save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_model_is_loaded_once_however_many_requests(saved_tiny_model, monkeypatch):
+    monkeypatch.setattr(session_module, "_shared", {})
+    before = ModelSession.load_count
+    config = AppConfig(model=str(saved_tiny_model), device="cpu")
+    with ThreadPoolExecutor(8) as pool:
+        sessions = list(pool.map(lambda _: load_session(config), range(16)))
+    assert all(s is sessions[0] for s in sessions)
+    assert ModelSession.load_count == before + 1
+    for prompt in PROMPTS:
+        sessions[0].trace(prompt)
+    assert ModelSession.load_count == before + 1
+
+
+def test_unloadable_model_falls_back_to_bundled_with_banner(saved_tiny_model, monkeypatch):
+    monkeypatch.setattr(session_module, "bundled_model_dir", lambda: saved_tiny_model)
+    session = ModelSession.load(AppConfig(model="no-such-org/no-such-model-xyz", device="cpu"))
+    assert session.source == str(saved_tiny_model)
+    assert "no-such-org/no-such-model-xyz" in session.banner and "bundled" in session.banner
+    with pytest.raises(OSError):
+        ModelSession.load(AppConfig(model="no-such-org/no-such-model-xyz", device="cpu", allow_fallback=False))
+
+
+def test_dtype_policy():
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
+
+
+def test_exclusive_lock_waits_for_readers_and_reports_contention():
+    session = make_tiny_session("llama")
+    order = []
+    with session.lock.shared():
+        def timing():
+            with session.lock.exclusive() as free:
+                order.append(("exclusive", free))
+        t = threading.Thread(target=timing)
+        t.start()
+        t.join(0.2)
+        assert t.is_alive()  # waits while a reader holds the model
+        order.append(("reader done", None))
+    t.join(5)
+    assert order == [("reader done", None), ("exclusive", False)]
+    with session.lock.exclusive() as free:
+        assert free
+
+
+def test_config_limits_are_respected():
+    session = ModelSession(tiny_model("gpt2"), tiny_tokenizer(), AppConfig(limits=Limits(max_prompt_tokens=4000)))
+    assert session.max_prompt_tokens == 128  # capped by the model's context
