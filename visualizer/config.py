@@ -36,7 +36,7 @@ class Limits:
     max_sweep_points: int = 6  # lengths in the KV length sweep
     max_bertviz_tokens: int = 64  # bertviz draws every weight in the browser: keep it small
     memory_budget_bytes: int = 4 * GiB  # largest estimated working set of one request
-    attention_store_bytes: int = 1 * GiB  # attention patterns kept per trace; beyond it, per layer on demand
+    attention_store_bytes: int = 512 * MiB  # attention patterns kept per trace; beyond it, per layer on demand
     trace_cache_bytes: int = 2 * GiB  # LRU of forward passes, shared by all users
 
 

@@ -1,0 +1,77 @@
+"""Time of the full next-token analysis against a bare forward pass with hidden states, same prompt.
+
+The analysis is one forward pass plus the top-k, the logit lens at every layer, the token chips and the
+figures; the ratio says what the views cost on top of the model itself.
+
+    python -m benchmarks.next_token                 # the bundled model (or a random Phi-3-shaped one)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from benchmarks.common import bundled_or_none, phi3_shaped_random, timed
+
+
+def _session():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from visualizer.config import AppConfig, Limits
+    from visualizer.session import ModelSession
+
+    config = AppConfig(limits=Limits(max_prompt_tokens=4096))
+    path = bundled_or_none()
+    if path is not None:
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
+        return ModelSession(model, AutoTokenizer.from_pretrained(path), config), "bundled model"
+    from tests.tiny_models import tiny_tokenizer
+
+    return ModelSession(phi3_shaped_random(4, 4, 256, 320), tiny_tokenizer(), config), "random Phi-3-shaped"
+
+
+def full_analysis(session, ids: list[int]) -> None:
+    from visualizer.analysis.logit_lens import lens_grid, target_trajectory
+    from visualizer.analysis.next_token import tokenization, top_k
+    from visualizer.figures.logit_lens import lens_grid_figure, target_figure
+    from visualizer.figures.next_token import shapes_markdown, token_chips_html, top_k_figure
+
+    session._cache.clear()  # time a fresh prompt, not a cache hit
+    session._cache_bytes = 0
+    trace = session.trace(ids)
+    tok = tokenization(trace)
+    token_chips_html(tok), shapes_markdown(tok)
+    top_k_figure(top_k(trace, session.tokenizer, -1, 10))
+    lens_grid_figure(lens_grid(trace, session.tokenizer))
+    pos = trace.n_pos - 1
+    target_figure(target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, pos), pos))
+
+
+def bare_forward(model, ids: list[int]) -> None:
+    with torch.inference_mode():
+        model(torch.tensor([ids]), output_hidden_states=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 128, 512])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    session, name = _session()
+    context = session.parts.max_context or 10**9
+    print(f"model: {name}, {torch.get_num_threads()} threads")
+    print(f"{'tokens':>6} | {'bare forward (ms)':>17} | {'full analysis (ms)':>18} | ratio")
+    generator = torch.Generator().manual_seed(0)
+    for n_pos in args.lengths:
+        if n_pos > context:
+            print(f"{n_pos:>6} | over the model's context of {context}")
+            continue
+        ids = torch.randint(3, session.parts.d_vocab, (n_pos,), generator=generator).tolist()
+        bare = timed(lambda ids=ids: bare_forward(session.model, ids), args.repeats)
+        full = timed(lambda ids=ids: full_analysis(session, ids), args.repeats)
+        print(f"{n_pos:>6} | {bare * 1e3:>17.1f} | {full * 1e3:>18.1f} | {full / bare:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
