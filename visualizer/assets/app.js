@@ -9,7 +9,7 @@
       if (!point) return;
       var box = document.querySelector("#itl-grid-click textarea, #itl-grid-click input");
       if (!box) return;
-      box.value = point.y + "," + point.x;
+      box.value = point.y + "," + point.x + "," + Date.now();  // a new value each click: .change fires
       box.dispatchEvent(new Event("input", { bubbles: true }));
     });
   }

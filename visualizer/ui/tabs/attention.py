@@ -43,7 +43,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     with gr.Row():
         metric = gr.Radio(list(METRICS), value="sink", label="summary metric")
     grid = gr.Plot(label="layer x head summary", elem_id="itl-summary-grid")
-    # The page script writes "layer,head" here when a grid cell is clicked (gr.Plot has no click event).
+    # The page script writes "layer,head,click-time" here when a grid cell is clicked (gr.Plot has no click event).
     grid_click = gr.Textbox(elem_id="itl-grid-click", elem_classes=["itl-hidden"], show_label=False)
     with gr.Accordion("What the metrics mean", open=False):
         gr.Markdown(METRIC_HELP)
@@ -72,7 +72,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     @user_errors
     def on_grid_click(prompt_text, seq, cell):
         try:
-            layer_value, head_value = (int(v) for v in str(cell).split(","))
+            layer_value, head_value = (int(v) for v in str(cell).split(",")[:2])
         except ValueError as error:
             raise ValueError(f"expected 'layer,head', got {cell!r}") from error
         one, small, text = head_views(session, prompt_or_sequence(prompt_text, seq), layer_value, head_value,
@@ -89,5 +89,5 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
                api_visibility="private", **slider_event(session))
     metric.input(on_metric, [prompt, sequence, metric], grid, api_name="attention_summary",
                  **slider_event(session))
-    grid_click.input(on_grid_click, [prompt, sequence, grid_click], [layer, head, mean, heatmap, all_heads, note],
+    grid_click.change(on_grid_click, [prompt, sequence, grid_click], [layer, head, mean, heatmap, all_heads, note],
                      api_visibility="private", **slider_event(session))

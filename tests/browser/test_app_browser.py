@@ -1,0 +1,122 @@
+"""The whole app in a real headless Chromium with the network cut: every tab renders and nothing escapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import make_tiny_session
+
+pytestmark = pytest.mark.browser
+EXPECT_TIMEOUT_MS = 30_000  # a loaded 2-core CI machine can take seconds per model call
+XSS = "</script><img src=x onerror=alert(1)><svg onload=alert(2)>"
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from visualizer.ui import build_demo, launch_options
+
+    session = make_tiny_session("phi3")
+    demo = build_demo(session)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
+    yield url
+    demo.close()
+
+
+def _open(new_page, url):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    recorded = new_page(viewport={"width": 1400, "height": 1000})
+    recorded.page.goto(url)
+    recorded.page.get_by_role("tab", name="Architecture").wait_for()
+    return recorded
+
+
+def _assert_clean(recorded) -> None:
+    """No outside request, dialog or page error; Gradio aborts its own event streams, which is normal."""
+    recorded.failed_loads[:] = [f for f in recorded.failed_loads
+                                if not ("ERR_ABORTED" in f and "/gradio_api/queue/data" in f)]
+    recorded.assert_clean()
+
+
+def _set_prompt(page, text: str) -> None:
+    box = page.locator("#itl-prompt textarea")
+    box.fill(text)
+
+
+def test_architecture_tree_expands(app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url)
+    page = recorded.page
+    tree = page.locator("#itl-arch-tree")
+    expect(tree).to_contain_text("Phi3DecoderLayer")
+    folded = tree.locator("details", has_text="x Phi3DecoderLayer").first
+    expect(folded).to_be_visible()
+    summary = folded.locator("summary").first
+    was_open = folded.evaluate("d => d.open")
+    summary.click()
+    assert folded.evaluate("d => d.open") != was_open
+    page.locator("#itl-arch-breakdown").scroll_into_view_if_needed()
+    expect(page.locator("#itl-arch-breakdown .js-plotly-plot")).to_be_visible()
+    _assert_clean(recorded)
+
+
+def test_next_token_run_and_step_twice(app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url)
+    page = recorded.page
+    page.get_by_role("tab", name="Next token").click()
+    _set_prompt(page, "The capital of France is")
+    page.get_by_role("button", name="Run").click()
+    chips = page.locator("#itl-token-chips .itl-chip")
+    expect(chips.first).to_be_visible()
+    n_tokens = chips.count()
+    assert n_tokens > 3
+    expect(page.locator("#itl-topk .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#itl-lens .js-plotly-plot")).to_be_visible()
+    step = page.locator("#itl-next-token")
+    step.click()
+    expect(chips).to_have_count(n_tokens + 1)
+    step.click()
+    expect(chips).to_have_count(n_tokens + 2)
+    expect(page.locator("#itl-steps")).to_contain_text("rank 1")
+    _assert_clean(recorded)
+
+
+def test_attention_heatmap_grid_and_click(app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url)
+    page = recorded.page
+    page.get_by_role("tab", name="Attention").click()
+    _set_prompt(page, "Paris is the capital of France")
+    page.locator("#itl-attn-show").click()
+    expect(page.locator("#itl-attn-heatmap .js-plotly-plot")).to_be_visible()
+    grid = page.locator("#itl-summary-grid .js-plotly-plot")
+    expect(grid).to_be_visible()
+    # click the cell of layer 1, head 3 through plotly's own event path
+    page.wait_for_function("() => { const p = document.querySelector('#itl-summary-grid .js-plotly-plot');"
+                           " return p && p.dataset.itlClick === '1'; }")
+    page.evaluate("() => { const p = document.querySelector('#itl-summary-grid .js-plotly-plot');"
+                  " p.emit('plotly_click', {points: [{x: 3, y: 1}]}); }")
+    expect(page.locator("#itl-attn-heatmap")).to_contain_text("layer 1, head 3")
+    _assert_clean(recorded)
+
+
+def test_xss_payload_stays_text_everywhere(app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url)
+    page = recorded.page
+    _set_prompt(page, XSS)
+    page.get_by_role("tab", name="Next token").click()
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("#itl-token-chips .itl-chip").first).to_be_visible()
+    page.get_by_role("tab", name="Attention").click()
+    page.locator("#itl-attn-show").click()
+    expect(page.locator("#itl-attn-heatmap .js-plotly-plot")).to_be_visible()
+    page.wait_for_timeout(500)
+    assert page.locator("img[src='x']").count() == 0
+    _assert_clean(recorded)  # includes: no dialog opened
