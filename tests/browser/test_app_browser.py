@@ -102,6 +102,11 @@ def test_attention_heatmap_grid_and_click(app_url, new_page):
     page.evaluate("() => { const p = document.querySelector('#itl-summary-grid .js-plotly-plot');"
                   " p.emit('plotly_click', {points: [{x: 3, y: 1}]}); }")
     expect(page.locator("#itl-attn-heatmap")).to_contain_text("layer 1, head 3")
+    page.locator("#itl-bertviz-btn").click()
+    head_view = page.frame_locator("#itl-bertviz-head iframe")
+    expect(head_view.locator("svg line").first).to_be_attached()
+    model_view = page.frame_locator("#itl-bertviz-model iframe")
+    expect(model_view.locator("svg").first).to_be_attached()
     _assert_clean(recorded)
 
 
@@ -117,6 +122,8 @@ def test_xss_payload_stays_text_everywhere(app_url, new_page):
     page.get_by_role("tab", name="Attention").click()
     page.locator("#itl-attn-show").click()
     expect(page.locator("#itl-attn-heatmap .js-plotly-plot")).to_be_visible()
+    page.locator("#itl-bertviz-btn").click()
+    expect(page.frame_locator("#itl-bertviz-head iframe").locator("svg line").first).to_be_attached()
     page.wait_for_timeout(500)
     assert page.locator("img[src='x']").count() == 0
     _assert_clean(recorded)  # includes: no dialog opened

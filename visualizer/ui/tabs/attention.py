@@ -6,6 +6,7 @@ import gradio as gr
 
 from visualizer.analysis.attention import METRICS, head_pattern, kv_head_of, metric_grid
 from visualizer.figures.attention import head_heatmap, layer_heads_figure, summary_grid_figure
+from visualizer.figures.bertviz_embed import head_view_html, model_view_html
 from visualizer.ui.common import check_choice, model_event, prompt_or_sequence, slider_event, user_errors
 from visualizer.validation import whole_number
 
@@ -30,6 +31,32 @@ def head_views(session, source, layer, head, mean_over_heads: bool):
     return head_heatmap(shown), small_multiples, note
 
 
+def bertviz_views(session, source, layer) -> tuple[str, str, str]:
+    """bertviz's head and model views; all layers when they fit the page, else the chosen layer alone."""
+    trace = session.trace(source)
+    limit = session.config.limits.max_bertviz_tokens
+    if trace.n_pos > limit:
+        raise ValueError(f"The prompt has {trace.n_pos} tokens; the bertviz views draw every weight in the "
+                         f"browser and support at most {limit}. Shorten the prompt (the heatmaps above have no "
+                         "such limit).")
+    layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
+    attention = [session.layer_patterns(trace, index) for index in range(trace.n_layers)]
+    labels = trace.token_labels()
+    try:
+        head = head_view_html(attention, labels, initial_layer=layer, max_tokens=limit, prettify_tokens=False)
+        note = "Head view: all layers (pick one in its menu). "
+    except ValueError:
+        head = head_view_html(attention, labels, layers=[layer], max_tokens=limit, prettify_tokens=False)
+        note = f"Head view: layer {layer} only (all layers would be too large for the page). "
+    try:
+        model = model_view_html(attention, labels, max_tokens=limit, prettify_tokens=False)
+        note += "Model view: every layer and head."
+    except ValueError:
+        model = model_view_html(attention, labels, layers=[layer], max_tokens=limit, prettify_tokens=False)
+        note += f"Model view: layer {layer} only (all layers would be too large for the page)."
+    return note, head, model
+
+
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     parts = session.parts
     gr.Markdown(INTRO)
@@ -48,6 +75,14 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     with gr.Accordion("What the metrics mean", open=False):
         gr.Markdown(METRIC_HELP)
     all_heads = gr.Plot(label="all heads of the layer", elem_id="itl-attn-layer-heads")
+    gr.Markdown("### bertviz\nThe classic head view (lines from each token to the tokens it attends to; hover "
+                "a token, click the coloured head swatches) and model view (every head as a thumbnail). They "
+                f"draw every weight in the browser, so they take prompts of up to "
+                f"{session.config.limits.max_bertviz_tokens} tokens.")
+    bertviz_btn = gr.Button("Draw bertviz views", elem_id="itl-bertviz-btn")
+    bertviz_note = gr.Markdown()
+    bertviz_head = gr.HTML(elem_id="itl-bertviz-head")
+    bertviz_model = gr.HTML(elem_id="itl-bertviz-model")
 
     @user_errors
     def on_show(prompt_text, seq, layer_value, head_value, mean_value, metric_value):
@@ -79,6 +114,12 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
                                       False)
         return layer_value, head_value, False, one, small, text
 
+    @user_errors
+    def on_bertviz(prompt_text, seq, layer_value):
+        return bertviz_views(session, prompt_or_sequence(prompt_text, seq), layer_value)
+
+    bertviz_btn.click(on_bertviz, [prompt, sequence, layer], [bertviz_note, bertviz_head, bertviz_model],
+                      api_name="attention_bertviz", **model_event(session))
     show.click(on_show, [prompt, sequence, layer, head, mean, metric], [heatmap, all_heads, grid, note],
                api_name="attention", **model_event(session))
     layer.release(on_head, [prompt, sequence, layer, head, mean], [heatmap, all_heads, note],
