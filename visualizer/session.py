@@ -311,6 +311,24 @@ class ModelSession:
             self._count_forward()
             yield from greedy_steps(self.model, self.tokenizer, ids, n_steps, first_token)
 
+    # ----- other model work: analysis functions that take (model, tokenizer, ...) ----------------------
+    def call(self, fn: Callable[..., T], *args: Any, gpu_seconds: float = 30, **kwargs: Any) -> T:
+        """`fn(model, tokenizer, *args, **kwargs)` where the model lives, sharing the model with other views."""
+        return gpu.call_on_device(self.key, "_call", fn, args, kwargs, gpu_seconds=gpu_seconds)
+
+    def stream(self, fn: Callable[..., Iterator[T]], *args: Any, gpu_seconds: float = 30,
+               **kwargs: Any) -> Iterator[T]:
+        """The streamed version of `call`, for generators (sampled text, the KV race)."""
+        yield from gpu.stream_on_device(self.key, "_stream", fn, args, kwargs, gpu_seconds=gpu_seconds)
+
+    def _call(self, fn, args, kwargs):
+        with self.lock.shared(), _released_on_oom(self.device):
+            return fn(self.model, self.tokenizer, *args, **kwargs)
+
+    def _stream(self, fn, args, kwargs):
+        with self.lock.shared(), _released_on_oom(self.device):
+            yield from fn(self.model, self.tokenizer, *args, **kwargs)
+
     # ----- on-demand slices that need the weights, not a forward pass ---------------------------------
     def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
         """[head, query_pos, key_pos] of one layer: from the trace, or one recomputation if it was too big."""
