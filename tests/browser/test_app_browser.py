@@ -127,3 +127,36 @@ def test_xss_payload_stays_text_everywhere(app_url, new_page):
     page.wait_for_timeout(500)
     assert page.locator("img[src='x']").count() == 0
     _assert_clean(recorded)  # includes: no dialog opened
+
+
+def _bar_heights(page) -> list:
+    return page.evaluate("() => { const p = document.querySelector('#itl-sampling-plot .js-plotly-plot');"
+                         " return p.data.map(t => Array.from(t.y || []).slice(0, 5)); }")
+
+
+def test_sampling_sliders_change_the_chart(app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url)
+    page = recorded.page
+    page.get_by_role("tab", name="Sampling").click()
+    page.locator("#itl-sampling-show").click()
+    expect(page.locator("#itl-sampling-plot .js-plotly-plot")).to_be_visible()
+    readouts = page.locator("#itl-sampling-readouts")
+    for slider, key_presses in (("#itl-temperature", 8), ("#itl-top-k", 3), ("#itl-top-p", 30)):
+        before = _bar_heights(page)
+        before_text = readouts.inner_text()
+        handle = page.locator(f"{slider} input[type=range]")
+        handle.focus()
+        for _ in range(key_presses):
+            page.keyboard.press("ArrowLeft" if slider != "#itl-top-k" else "ArrowRight")
+        handle.dispatch_event("pointerup")  # what a mouse release sends
+        page.wait_for_function("(before) => { const p = document.querySelector('#itl-sampling-plot .js-plotly-plot');"
+                               " return JSON.stringify(p.data.map(t => Array.from(t.y || []).slice(0, 5)))"
+                               " !== before; }", arg=__import__("json").dumps(before), timeout=EXPECT_TIMEOUT_MS)
+        assert readouts.inner_text() != before_text, slider
+    page.locator("#itl-sampling-generate").click()
+    expect(page.locator("#itl-sampling-texts")).to_contain_text("greedy")
+    page.locator("#itl-batch-run").click()
+    expect(page.locator("#itl-batch-result")).to_contain_text("left-padded")
+    _assert_clean(recorded)
