@@ -178,3 +178,27 @@ def test_exclusive_lock_waits_for_readers_and_reports_contention():
 def test_config_limits_are_respected():
     session = ModelSession(tiny_model("gpt2"), tiny_tokenizer(), AppConfig(limits=Limits(max_prompt_tokens=4000)))
     assert session.max_prompt_tokens == 128  # capped by the model's context
+
+
+def test_out_of_memory_becomes_a_message_and_the_server_keeps_serving(monkeypatch):
+    session = make_tiny_session("llama")
+    real_forward = session.model.forward
+    calls = {"n": 0}
+
+    def forward_that_runs_out(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(session.model, "forward", forward_that_runs_out)
+    with pytest.raises(ValueError, match="ran out of memory"):
+        session.trace(PROMPTS[0])
+    assert session.trace(PROMPTS[0]).n_pos > 0  # the next request is served (nothing half-cached)
+
+
+def test_zero_gpu_wrapper_is_identity_off_spaces():
+    from visualizer import gpu
+
+    assert not gpu.ZERO_GPU
+    assert gpu._duration(0, "x", gpu_seconds=1000) == 300 and gpu._duration(0, "x", gpu_seconds=1) == 5

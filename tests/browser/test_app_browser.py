@@ -124,6 +124,19 @@ def test_xss_payload_stays_text_everywhere(app_url, new_page):
     expect(page.locator("#itl-attn-heatmap .js-plotly-plot")).to_be_visible()
     page.locator("#itl-bertviz-btn").click()
     expect(page.frame_locator("#itl-bertviz-head iframe").locator("svg line").first).to_be_attached()
+    page.get_by_role("tab", name="Sampling").click()
+    page.locator("#itl-sampling-show").click()
+    expect(page.locator("#itl-sampling-plot .js-plotly-plot")).to_be_visible()
+    page.locator("#itl-batch-prompts textarea").fill(XSS + "\n" + XSS + " longer")
+    page.locator("#itl-batch-run").click()
+    expect(page.locator("#itl-batch-result")).to_contain_text("onerror")  # shown as text
+    page.get_by_role("tab", name="Architecture").click()
+    page.get_by_label("paste config.json").check()
+    config = ('{"model_type": "llama", "_name_or_path": "%s", "hidden_size": 32, "intermediate_size": 64, '
+              '"num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100}') % XSS.replace('"', "'")
+    page.locator(".cm-content").first.fill(config)
+    page.locator("#itl-arch-show").click()
+    expect(page.locator("#itl-arch-overview")).to_contain_text("onerror")
     page.wait_for_timeout(500)
     assert page.locator("img[src='x']").count() == 0
     _assert_clean(recorded)  # includes: no dialog opened
