@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import make_tiny_session
@@ -132,8 +134,8 @@ def test_xss_payload_stays_text_everywhere(app_url, new_page):
     expect(page.locator("#itl-batch-result")).to_contain_text("onerror")  # shown as text
     page.get_by_role("tab", name="Architecture").click()
     page.get_by_label("paste config.json").check()
-    config = ('{"model_type": "llama", "_name_or_path": "%s", "hidden_size": 32, "intermediate_size": 64, '
-              '"num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100}') % XSS.replace('"', "'")
+    config = json.dumps({"model_type": "llama", "_name_or_path": XSS, "hidden_size": 32, "intermediate_size": 64,
+                         "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})
     page.locator(".cm-content").first.fill(config)
     page.locator("#itl-arch-show").click()
     expect(page.locator("#itl-arch-overview")).to_contain_text("onerror")
@@ -166,7 +168,7 @@ def test_sampling_sliders_change_the_chart(app_url, new_page):
         handle.dispatch_event("pointerup")  # what a mouse release sends
         page.wait_for_function("(before) => { const p = document.querySelector('#itl-sampling-plot .js-plotly-plot');"
                                " return JSON.stringify(p.data.map(t => Array.from(t.y || []).slice(0, 5)))"
-                               " !== before; }", arg=__import__("json").dumps(before), timeout=EXPECT_TIMEOUT_MS)
+                               " !== before; }", arg=json.dumps(before), timeout=EXPECT_TIMEOUT_MS)
         assert readouts.inner_text() != before_text, slider
     page.locator("#itl-sampling-generate").click()
     expect(page.locator("#itl-sampling-texts")).to_contain_text("greedy")
