@@ -87,6 +87,20 @@ class ActivationCapture:
         finally:
             self._local.recorder = previous
 
+    def __deepcopy__(self, memo) -> ActivationCapture:
+        # A deep-copied model keeps pointing at this capture: thread-locals cannot be copied, and the copy's
+        # hooks stay inert unless a recorder of this capture is active in the calling thread.
+        return self
+
+    @classmethod
+    def of(cls, model, parts: ModelParts) -> ActivationCapture:
+        """The model's one capture: several sessions over one model must not stack hooks."""
+        capture = getattr(model, "_itl_capture", None)
+        if capture is None:
+            capture = cls(parts)
+            model._itl_capture = capture
+        return capture
+
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()

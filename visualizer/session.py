@@ -127,7 +127,7 @@ class ModelSession:
         self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.banner = banner
         self.parts: ModelParts = find_model_parts(model)
-        self.capture = ActivationCapture(self.parts)
+        self.capture = ActivationCapture.of(model, self.parts)
         self.lock = ReadWriteLock()
         self.forward_passes = 0
         self._count_lock = threading.Lock()
