@@ -10,7 +10,18 @@ The notebook API is the same code the app uses:
 """
 
 from visualizer import gpu  # noqa: F401  (first: on ZeroGPU `spaces` must be imported before CUDA starts)
-from visualizer.config import AppConfig, Limits  # noqa: E402
-from visualizer.session import ModelSession, load_session  # noqa: E402
 
 __all__ = ["AppConfig", "Limits", "ModelSession", "load_session"]
+
+
+def __getattr__(name: str):
+    """The public API, imported on first use: `import visualizer.bundled` alone must not pull in torch."""
+    if name in ("AppConfig", "Limits"):
+        from visualizer import config
+
+        return getattr(config, name)
+    if name in ("ModelSession", "load_session"):
+        from visualizer import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'visualizer' has no attribute {name!r}")
