@@ -321,6 +321,16 @@ class ModelSession:
         """The streamed version of `call`, for generators (sampled text, the KV race)."""
         yield from gpu.stream_on_device(self.key, "_stream", fn, args, kwargs, gpu_seconds=gpu_seconds)
 
+    def stream_timed(self, fn: Callable[..., Iterator[T]], *args: Any, gpu_seconds: float = 60,
+                     **kwargs: Any) -> Iterator[T]:
+        """`fn(model, *args, exclusive=..., **kwargs)` for timing runs: `fn` holds the model alone while it
+        times (other requests wait), through the session's writer lock, which it enters itself."""
+        yield from gpu.stream_on_device(self.key, "_stream_timed", fn, args, kwargs, gpu_seconds=gpu_seconds)
+
+    def _stream_timed(self, fn, args, kwargs):
+        with _released_on_oom(self.device):
+            yield from fn(self.model, *args, exclusive=self.lock.exclusive(), **kwargs)
+
     def _call(self, fn, args, kwargs):
         with self.lock.shared(), _released_on_oom(self.device):
             return fn(self.model, self.tokenizer, *args, **kwargs)
