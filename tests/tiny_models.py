@@ -48,7 +48,7 @@ def tiny_config(name: str):
     return AutoConfig.for_model(model_type, **_COMMON, **overrides)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model(name: str, attn_implementation: str = "eager") -> PreTrainedModel:
     """A seeded random model; cached because building one costs ~0.1 s and tests share it read-only."""
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ _TOKENIZER_TEXT = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_tokenizer():
     """A byte-level BPE tokenizer trained in a few ms on a fixed text: any string encodes, offline."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

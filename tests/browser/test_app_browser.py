@@ -175,3 +175,55 @@ def test_sampling_sliders_change_the_chart(app_url, new_page):
     page.locator("#itl-batch-run").click()
     expect(page.locator("#itl-batch-result")).to_contain_text("left-padded")
     _assert_clean(recorded)
+
+
+@pytest.fixture(scope="module")
+def slower_app_url():
+    """A model slow enough (tens of ms a token) that a race lasts seconds and its updates can be watched."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tests.tiny_models import tiny_tokenizer
+    from visualizer.session import ModelSession
+    from visualizer.ui import build_demo, launch_options
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=320, hidden_size=384, intermediate_size=768, num_hidden_layers=8,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    demo = build_demo(ModelSession(model, tiny_tokenizer(), source="slower-llama"))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
+    yield url
+    demo.close()
+
+
+def test_kv_race_curves_grow_while_it_runs(slower_app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, slower_app_url)
+    page = recorded.page
+    page.get_by_role("tab", name="KV cache").click()
+    _set_prompt(page, "The capital of France is")
+    # sample the latency chart every 20 ms in the page: the bold line of each mode, as the race streams
+    page.evaluate("""() => { window.itlSnapshots = [];
+        window.itlTimer = setInterval(() => {
+          const p = document.querySelector('#itl-kv-latency .js-plotly-plot');
+          if (!p || !p._fullData) return;
+          const longest = {};
+          for (const t of p._fullData) {  // the bold line of each mode: the repeat running now
+            if (!t.legendgroup || /repeat|trend/.test(t.name || "")) continue;
+            longest[t.legendgroup] = t._length || 0; }
+          window.itlSnapshots.push(JSON.stringify(longest)); }, 20); }""")
+    for slider, value in (("#itl-kv-n", "150"), ("#itl-kv-r", "1")):
+        page.locator(f"{slider} input[type=number]").fill(value)
+        page.locator(f"{slider} input[type=number]").press("Enter")
+    page.locator("#itl-kv-start").click()
+    expect(page.locator("#itl-kv-status")).to_contain_text("faster with the cache", timeout=120_000)
+    snapshots = [json.loads(s) for s in dict.fromkeys(page.evaluate("window.itlSnapshots"))]
+    for mode in ("cached", "uncached"):  # each curve was seen part-way through its run, growing
+        partial = [s[mode] for s in snapshots if 0 < s.get(mode, 0) < 150]
+        assert len(partial) >= 2 and partial == sorted(partial), f"{mode} did not grow live: {snapshots}"
+    assert set(snapshots[-1]) == {"cached", "uncached"}
+    expect(page.locator("#itl-kv-inspector")).to_contain_text("bytes")
+    _assert_clean(recorded)

@@ -30,7 +30,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     with gr.Row():
         n_new = gr.Slider(2, limits.max_new_tokens, value=min(100, limits.max_new_tokens), step=1,
                           label="new tokens (N)", elem_id="itl-kv-n")
-        repeats = gr.Slider(1, limits.max_repeats, value=min(3, limits.max_repeats), step=1, label="repeats (R)")
+        repeats = gr.Slider(1, limits.max_repeats, value=min(3, limits.max_repeats), step=1, label="repeats (R)",
+                            elem_id="itl-kv-r")
         start = gr.Button("Start the race", variant="primary", elem_id="itl-kv-start")
     gr.Markdown(INTRO)
     status = gr.Markdown(elem_id="itl-kv-status")

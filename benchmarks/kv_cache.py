@@ -1,0 +1,211 @@
+"""The KV-cache race timed beside plain `model.generate(..., use_cache=True/False)` in the same run.
+
+For each model and each N, every round runs the app's race (`race_kv_cache`, one repeat per mode, with
+the app's default schedule) and plain `generate(max_new_tokens=N, min_new_tokens=N, do_sample=False,
+use_cache=...)` for both modes, alternating which goes first, so drifts in machine load hit both. Medians
+over the rounds are compared: `app/gen` close to 1 means the app's timing matches plain generate();
+`speed-up` is uncached / cached. Wall-clock and process-CPU ratios are both printed: on a shared machine
+the CPU ones are the steadier.
+
+Models, loaded as the app loads them (float32, eager attention): the bundled teaching model (if
+`visualizer/bundled/model` exists; otherwise the script says so and times random weights of the same
+architecture), and a larger random model with Phi-3-mini's 32 layers x 32 heads at hidden size 256
+(`benchmarks.common`).
+
+    python -m benchmarks.kv_cache                          # N = 50 100 200, 3 rounds
+    python -m benchmarks.kv_cache --n 100 --rounds 5 --threads 1 --json out/kv_cache.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import bundled_or_none, phi3_shaped_random
+
+PROMPT = "Write an email apologizing to Sarah for the tragic gardening mishap. Explain how it happened."
+
+
+def _bundled_shaped_random():
+    """Random weights in the bundled model's architecture (visualizer.bundled.train), for when it is not built."""
+    import torch
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    from visualizer.bundled.train import CONTEXT, VOCAB_SIZE, TrainSettings
+
+    torch.manual_seed(0)
+    config = Phi3Config(vocab_size=VOCAB_SIZE, max_position_embeddings=CONTEXT,
+                        original_max_position_embeddings=CONTEXT, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                        tie_word_embeddings=False, **TrainSettings().model_shape)
+    return Phi3ForCausalLM._from_config(config, attn_implementation="eager").eval()
+
+
+def _load_models(names: list[str]) -> list[tuple[str, object, list[int]]]:
+    """(label, model, prompt ids) for each requested model; loaded as the app loads them (eager attention)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    models = []
+    bundled = bundled_or_none()
+    tokenizer = AutoTokenizer.from_pretrained(bundled) if bundled is not None else None
+    seeded = torch.Generator().manual_seed(0)
+    for name in names:
+        if name == "bundled":
+            if bundled is None:
+                print("bundled model: NOT FOUND (visualizer/bundled/model has no config.json yet); timing a "
+                      "random model of the same architecture instead")
+                model = _bundled_shaped_random()
+                ids = torch.randint(3, model.config.vocab_size, (16,), generator=seeded).tolist()
+                label = "bundled-shaped random"
+            else:
+                model = AutoModelForCausalLM.from_pretrained(bundled, dtype=torch.float32,
+                                                             attn_implementation="eager").eval()
+                ids = tokenizer(PROMPT)["input_ids"]
+                label = "bundled"
+            models.append((f"{label} ({model.num_parameters() / 1e6:.1f}M)", model, ids))
+        elif name == "random-phi3":
+            model = phi3_shaped_random()
+            ids = (tokenizer(PROMPT)["input_ids"] if tokenizer is not None else
+                   torch.randint(3, model.config.vocab_size, (16,), generator=seeded).tolist())
+            ids = [i % model.config.vocab_size for i in ids]
+            models.append((f"random Phi-3 32Lx32H d256 ({model.num_parameters() / 1e6:.1f}M)", model, ids))
+        else:
+            raise SystemExit(f"unknown model {name!r}: use bundled or random-phi3")
+    return models
+
+
+def _time_generate(model, prompt_ids: list[int], n_new_tokens: int, use_cache: bool) -> tuple[float, float, list[int]]:
+    """(wall s, process CPU s, new token ids) of one plain generate() call."""
+    import torch
+
+    ids = torch.tensor([prompt_ids], device=model.device)
+    sync = (lambda: torch.cuda.synchronize(model.device)) if model.device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        sync()
+        cpu_start, start = time.process_time(), time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new_tokens,
+                             min_new_tokens=n_new_tokens, do_sample=False, use_cache=use_cache,
+                             pad_token_id=model.config.pad_token_id)
+        sync()
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return elapsed, cpu, out[0, len(prompt_ids):].tolist()
+
+
+def _time_app(model, prompt_ids: list[int], n_new_tokens: int, warmup_tokens: int, interleave: bool):
+    from visualizer.analysis.kv_cache import RaceLimits, race_kv_cache, run_to_end
+
+    limits = RaceLimits(max_new_tokens=max(n_new_tokens, 1), max_prompt_tokens=max(len(prompt_ids), 1))
+    return run_to_end(race_kv_cache(model, prompt_ids, n_new_tokens, 1, limits=limits,
+                                    warmup_tokens=warmup_tokens, interleave=interleave))
+
+
+KEYS = [f"{who}_{mode}" for who in ("app", "gen") for mode in ("cached", "uncached")]
+
+
+def measure(label: str, model, prompt_ids: list[int], n_new_tokens: int, rounds: int, interleave: bool) -> dict:
+    """Interleaved rounds of the app's race and plain generate; medians and ratios (wall and CPU)."""
+    wall: dict[str, list[float]] = {k: [] for k in KEYS}
+    cpu: dict[str, list[float]] = {k: [] for k in KEYS}
+    outputs: list[list[int]] = []  # new tokens of every run, app and generate: all must be equal
+    app_identical = True
+    for use_cache in (True, False):  # untimed warm-up of generate (the race warms up itself)
+        _time_generate(model, prompt_ids, min(8, n_new_tokens), use_cache)
+    for index in range(rounds):
+        for step in (["app", "gen"] if index % 2 == 0 else ["gen", "app"]):
+            if step == "app":
+                result = _time_app(model, prompt_ids, n_new_tokens, warmup_tokens=4, interleave=interleave)
+                for mode in ("cached", "uncached"):
+                    timing = result.mode(mode)
+                    wall[f"app_{mode}"].append(float(timing.totals_s[0]))
+                    cpu[f"app_{mode}"].append(float(timing.cpu_s[0].sum()))
+                outputs += [result.cached.token_ids, result.uncached.token_ids]
+                app_identical &= result.outputs.identical
+            else:
+                for use_cache in ((True, False) if index % 2 == 0 else (False, True)):
+                    mode = "cached" if use_cache else "uncached"
+                    elapsed, cpu_s, gen_tokens = _time_generate(model, prompt_ids, n_new_tokens, use_cache)
+                    wall[f"gen_{mode}"].append(elapsed)
+                    cpu[f"gen_{mode}"].append(cpu_s)
+                    outputs.append(gen_tokens)
+    same_tokens = app_identical and all(tokens == outputs[0] for tokens in outputs)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return dict(model=label, n_new_tokens=n_new_tokens, n_prompt_tokens=len(prompt_ids), rounds=rounds,
+                interleaved=interleave, wall_s=wall, cpu_s=cpu, median_wall_s=med, median_cpu_s=med_cpu,
+                app_over_gen_cached=med["app_cached"] / med["gen_cached"],
+                app_over_gen_uncached=med["app_uncached"] / med["gen_uncached"],
+                app_over_gen_cached_cpu=med_cpu["app_cached"] / med_cpu["gen_cached"],
+                app_over_gen_uncached_cpu=med_cpu["app_uncached"] / med_cpu["gen_uncached"],
+                speedup_app=med["app_uncached"] / med["app_cached"],
+                speedup_gen=med["gen_uncached"] / med["gen_cached"],
+                cpu_share=sum(map(sum, cpu.values())) / sum(map(sum, wall.values())),
+                same_tokens_app_and_generate=same_tokens)
+
+
+def _print_table(rows: list[dict]) -> None:
+    header = (f"{'model':<38} {'N':>4} | {'app cached':>10} {'gen cached':>10} {'app/gen':>7} {'(CPU)':>6} | "
+              f"{'app uncached':>12} {'gen uncached':>12} {'app/gen':>7} {'(CPU)':>6} | {'speed-up app':>12} "
+              f"{'speed-up gen':>12} | {'CPU share':>9} | same")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        m = r["median_wall_s"]
+        print(f"{r['model']:<38} {r['n_new_tokens']:>4} | {m['app_cached']:>9.3f}s {m['gen_cached']:>9.3f}s "
+              f"{r['app_over_gen_cached']:>7.3f} {r['app_over_gen_cached_cpu']:>6.3f} | "
+              f"{m['app_uncached']:>11.3f}s {m['gen_uncached']:>11.3f}s {r['app_over_gen_uncached']:>7.3f} "
+              f"{r['app_over_gen_uncached_cpu']:>6.3f} | {r['speedup_app']:>11.2f}x {r['speedup_gen']:>11.2f}x | "
+              f"{r['cpu_share']:>9.2f} | {'yes' if r['same_tokens_app_and_generate'] else 'NO'}")
+    print("\napp/gen: median total of the app's race / median of plain generate() (wall clock; CPU: process "
+          "CPU time,\nwhich other programs on the machine disturb less). CPU share: CPU time / wall time over "
+          "all timed runs\n(below ~0.9 with one torch thread: other programs took the CPU part of the time).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["bundled", "random-phi3"],
+                        help="bundled and/or random-phi3")
+    parser.add_argument("--n", nargs="+", type=int, default=[50, 100, 200], help="new tokens per run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per N (medians reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="time the race with the modes interleaved token by token (default: one after "
+                             "the other, as the app)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average before: {load_before:.2f}")
+    rows = []
+    for label, model, prompt_ids in _load_models(args.models):
+        print(f"{label}: prompt of {len(prompt_ids)} tokens, device {model.device}")
+        for n in args.n:
+            limit = model.config.max_position_embeddings - len(prompt_ids)
+            if n > limit:
+                print(f"  N = {n} skipped: longer than the model's context")
+                continue
+            rows.append(measure(label, model, prompt_ids, n, args.rounds, args.interleave))
+            print(f"  N = {n}: done (load average {os.getloadavg()[0]:.2f})", flush=True)
+    print()
+    _print_table(rows)
+    load_after = os.getloadavg()[0]
+    print(f"\nload average after: {load_after:.2f} on {os.cpu_count()} CPUs")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dict(rows=rows, load_before=load_before, load_after=load_after,
+                                             threads=torch.get_num_threads(), cpus=os.cpu_count()), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
