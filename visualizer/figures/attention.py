@@ -53,7 +53,7 @@ def layer_heads_figure(weights: np.ndarray, labels: list[str], layer: int, kv_of
     fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0), plot_bgcolor="#d9d9d9")
     fig.update_annotations(font_size=10)
     return base_layout(fig, f"Layer {layer}: all {n_heads} heads (rows = queries, columns = keys)",
-                       height=60 + 130 * rows)
+                       height=90 + 190 * rows)
 
 
 def summary_grid_figure(grid: np.ndarray, metric: str) -> go.Figure:
