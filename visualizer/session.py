@@ -354,12 +354,16 @@ class ModelSession:
         def on_attention(index: int, weights: torch.Tensor) -> None:
             if index == layer:
                 kept.append(weights[0].to(storage_dtype(self.dtype)).cpu())
+                raise _LayerCaptured  # the layers above it are not needed: stop the forward pass here
 
         ids = torch.as_tensor(token_ids)[None].to(self.device)  # [batch=1, pos]
         with self.lock.shared(), _released_on_oom(self.device), torch.inference_mode():
             self._count_forward()
             with self.capture.record(want_resid=False, on_attention=on_attention):
-                self.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+                try:
+                    self.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+                except _LayerCaptured:
+                    pass
         return kept[0]
 
     def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
@@ -371,6 +375,10 @@ class ModelSession:
         with self.lock.shared(), torch.inference_mode():
             logits = self.parts.unembed(resid_at_pos.to(self.device, self.dtype))  # [layer, d_vocab]
             return torch.log_softmax(logits.float(), -1).cpu()
+
+
+class _LayerCaptured(Exception):
+    """Raised from an attention hook once the wanted layer is captured, to skip the rest of the model."""
 
 
 @contextlib.contextmanager
