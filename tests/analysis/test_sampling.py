@@ -422,7 +422,8 @@ def test_bundled_model_capitals_batch_and_distribution():
 
     model = AutoModelForCausalLM.from_pretrained(BUNDLED_MODEL_DIR, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL_DIR)
-    prompts = [prompt for prompt, _ in capital_prompts()[:3]] + ["Paris is the capital of"]
+    prompts = [prompt for prompt, _ in capital_prompts()[:3]] + ["Paris is the capital of",
+                                                                  "Question: What is the capital of Japan? Answer:"]
     batch = batch_generate(model, tokenizer, prompts, max_new_tokens=4)
     assert len({row.n_prompt_tokens for row in batch.rows}) > 1
     for prompt, row in zip(prompts, batch.rows, strict=True):
