@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import make_tiny_session
+from visualizer.config import AppConfig
 
 pytestmark = pytest.mark.browser
 EXPECT_TIMEOUT_MS = 30_000  # a loaded 2-core CI machine can take seconds per model call
@@ -15,9 +15,11 @@ XSS = "</script><img src=x onerror=alert(1)><svg onload=alert(2)>"
 
 @pytest.fixture(scope="module")
 def app_url():
+    """The app on the bundled teaching model, as a classroom without a GPU gets it."""
+    from visualizer.session import ModelSession
     from visualizer.ui import build_demo, launch_options
 
-    session = make_tiny_session("phi3")
+    session = ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))
     demo = build_demo(session)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
     yield url
