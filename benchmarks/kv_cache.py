@@ -134,35 +134,43 @@ def measure(label: str, model, prompt_ids: list[int], n_new_tokens: int, rounds:
                     outputs.append(gen_tokens)
     same_tokens = app_identical and all(tokens == outputs[0] for tokens in outputs)
     med = {k: statistics.median(v) for k, v in wall.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    return dict(model=label, n_new_tokens=n_new_tokens, n_prompt_tokens=len(prompt_ids), rounds=rounds,
-                interleaved=interleave, wall_s=wall, cpu_s=cpu, median_wall_s=med, median_cpu_s=med_cpu,
-                app_over_gen_cached=med["app_cached"] / med["gen_cached"],
-                app_over_gen_uncached=med["app_uncached"] / med["gen_uncached"],
-                app_over_gen_cached_cpu=med_cpu["app_cached"] / med_cpu["gen_cached"],
-                app_over_gen_uncached_cpu=med_cpu["app_uncached"] / med_cpu["gen_uncached"],
-                speedup_app=med["app_uncached"] / med["app_cached"],
-                speedup_gen=med["gen_uncached"] / med["gen_cached"],
-                cpu_share=sum(map(sum, cpu.values())) / sum(map(sum, wall.values())),
-                same_tokens_app_and_generate=same_tokens)
+    row = dict(model=label, n_new_tokens=n_new_tokens, n_prompt_tokens=len(prompt_ids), rounds=rounds,
+               interleaved=interleave, wall_s=wall, cpu_s=cpu, median_wall_s=med,
+               speedup_app=med["app_uncached"] / med["app_cached"],
+               speedup_gen=med["gen_uncached"] / med["gen_cached"],
+               cpu_share=sum(map(sum, cpu.values())) / sum(map(sum, wall.values())),
+               same_tokens_app_and_generate=same_tokens)
+    for mode in ("cached", "uncached"):
+        # Paired per round (app and generate ran next to each other): steadier than a ratio of medians.
+        for clock, times in (("wall", wall), ("cpu", cpu)):
+            ratios = [a / g for a, g in zip(times[f"app_{mode}"], times[f"gen_{mode}"], strict=True)]
+            row[f"app_over_gen_{mode}_{clock}"] = dict(median=statistics.median(ratios), min=min(ratios),
+                                                       max=max(ratios))
+    return row
 
 
 def _print_table(rows: list[dict]) -> None:
-    header = (f"{'model':<38} {'N':>4} | {'app cached':>10} {'gen cached':>10} {'app/gen':>7} {'(CPU)':>6} | "
-              f"{'app uncached':>12} {'gen uncached':>12} {'app/gen':>7} {'(CPU)':>6} | {'speed-up app':>12} "
-              f"{'speed-up gen':>12} | {'CPU share':>9} | same")
+    def ratio(r: dict, key: str) -> str:
+        x = r[key]
+        return f"{x['median']:.3f} [{x['min']:.2f}-{x['max']:.2f}]"
+
+    header = (f"{'model':<36} {'N':>4} | {'app cached':>10} {'gen cached':>10} {'app/gen wall':>18} "
+              f"{'app/gen CPU':>18} | {'app uncached':>12} {'gen uncached':>12} {'app/gen wall':>18} "
+              f"{'app/gen CPU':>18} | {'speed-up app':>12} {'gen':>6} | {'CPU share':>9} | same")
     print(header)
     print("-" * len(header))
     for r in rows:
         m = r["median_wall_s"]
-        print(f"{r['model']:<38} {r['n_new_tokens']:>4} | {m['app_cached']:>9.3f}s {m['gen_cached']:>9.3f}s "
-              f"{r['app_over_gen_cached']:>7.3f} {r['app_over_gen_cached_cpu']:>6.3f} | "
-              f"{m['app_uncached']:>11.3f}s {m['gen_uncached']:>11.3f}s {r['app_over_gen_uncached']:>7.3f} "
-              f"{r['app_over_gen_uncached_cpu']:>6.3f} | {r['speedup_app']:>11.2f}x {r['speedup_gen']:>11.2f}x | "
-              f"{r['cpu_share']:>9.2f} | {'yes' if r['same_tokens_app_and_generate'] else 'NO'}")
-    print("\napp/gen: median total of the app's race / median of plain generate() (wall clock; CPU: process "
-          "CPU time,\nwhich other programs on the machine disturb less). CPU share: CPU time / wall time over "
-          "all timed runs\n(below ~0.9 with one torch thread: other programs took the CPU part of the time).")
+        print(f"{r['model']:<36} {r['n_new_tokens']:>4} | {m['app_cached']:>9.3f}s {m['gen_cached']:>9.3f}s "
+              f"{ratio(r, 'app_over_gen_cached_wall'):>18} {ratio(r, 'app_over_gen_cached_cpu'):>18} | "
+              f"{m['app_uncached']:>11.3f}s {m['gen_uncached']:>11.3f}s "
+              f"{ratio(r, 'app_over_gen_uncached_wall'):>18} {ratio(r, 'app_over_gen_uncached_cpu'):>18} | "
+              f"{r['speedup_app']:>11.2f}x {r['speedup_gen']:>5.2f}x | {r['cpu_share']:>9.2f} | "
+              f"{'yes' if r['same_tokens_app_and_generate'] else 'NO'}")
+    print("\nTimes: medians over the rounds. app/gen: the app's race total / plain generate() in the same round,"
+          "\nmedian [min-max] over rounds; wall clock, and process CPU time (which other programs on the machine"
+          "\ndisturb less). CPU share: CPU time / wall time of all timed runs; below ~0.9 with one torch thread,"
+          "\nother programs took the CPU part of the time and every number above is noisier.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per N (medians reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--interleave", action="store_true",
-                        help="time the race with the modes interleaved token by token (default: one after "
+                        help="time the race with the two modes alternating during the run (default: one after "
                              "the other, as the app)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)

@@ -17,12 +17,12 @@ Timing rules (the chapter's claim is only worth showing if it is measured fairly
   `time.perf_counter()` each time generate() hands over a token, after `torch.cuda.synchronize()` on a
   GPU (kernels are asynchronous: without it the clock would stop before the work is done). Token 1 counts
   from the call (generate's setup + prefill), token k from token k-1.
-* generate() runs in a worker thread in lockstep with the consumer: after each token it waits until the
-  consumer asks for the next one, and its clock restarts only then, so re-drawing the live chart is never
-  timed and never competes with the model for the CPU. `benchmarks/kv_cache.py` checks the totals
-  against plain generate() timed in the same run.
+* generate() runs in a worker thread in lockstep with the consumer: every `update_interval_s` it hands
+  over the tokens timed so far and waits until the consumer asks for more, and its clock restarts only
+  then, so re-drawing the live chart is never timed and never competes with the model for the CPU.
+  `benchmarks/kv_cache.py` checks the totals against plain generate() timed in the same run.
 * Repeats alternate which mode runs first, so a slow drift in machine load hits both about equally
-  (`interleave=True` alternates token by token instead; see `race_kv_cache`).
+  (`interleave=True` alternates them during the run instead; see `race_kv_cache`).
 * An optional `exclusive` lock is held for the whole timing; the result says whether it was acquired
   without waiting, and flags runs made without it. On a CPU the process CPU time is recorded beside the
   wall time: a CPU share well under 1 means other programs took the processor (flagged too).
@@ -680,7 +680,7 @@ class RaceResult:
     conditions: TimingConditions
     order: list[tuple[Mode, Mode]]  # which mode went first in each repeat
     warmup_tokens: int
-    interleaved: bool  # the two runs of a repeat advanced one token each in turn
+    interleaved: bool  # the two runs of a repeat advanced in turn (at every update pause)
 
     def mode(self, mode: Mode) -> ModeTiming:
         return self.cached if mode == CACHED else self.uncached

@@ -190,7 +190,7 @@ def summary_html(result: RaceResult) -> str:
     access = ("exclusive use of the model, acquired at once" if c.exclusive and c.acquired_without_waiting
               else f"exclusive use of the model after waiting {format_seconds(c.waited_s)}" if c.exclusive
               else "no exclusive use of the model")
-    schedule = ("the two modes alternate token by token" if result.interleaved
+    schedule = ("the two modes alternate during the run" if result.interleaved
                 else "one mode after the other, the first one alternating between repeats")
     if c.cpu_share is not None:
         schedule += f"; the timed work got {c.cpu_share:.0%} of a CPU core"
