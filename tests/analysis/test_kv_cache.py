@@ -241,7 +241,8 @@ def test_free_lock_is_held_during_timing_and_released():
     assert not lock.locked()
     result = updates[-1].result
     assert result.conditions.exclusive and result.conditions.acquired_without_waiting
-    assert result.conditions.warning is None or "busy" in result.conditions.warning
+    # held exclusively: no "without exclusive use" warning (a loaded machine may still add a CPU-share one)
+    assert result.conditions.warning is None or "exclusive" not in result.conditions.warning
 
 
 def test_busy_lock_makes_the_race_wait_and_say_so():
