@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from itertools import islice
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,16 @@ from visualizer.bundled.train import EMAIL_PROMPT, TrainSettings, train
 
 SEED_PROMPTS = {"The capital of France is": "Paris", "The capital of Japan is": "Tokyo",
                 "The capital of Brazil is": "Brasília"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """A 5M-parameter model gains nothing from threads, and two threads on a busy 2-core machine run
+    ~10x slower than one (each op waits for the thread that lost its core); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +89,8 @@ def test_tokenizer_adds_bos_and_keeps_capitals_whole(tokenizer, model):
 
 def test_importing_the_package_loads_nothing_heavy():
     code = "import sys, visualizer.bundled as b; assert b.BUNDLED_MODEL_DIR.is_dir(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    repo_root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
     assert out.stdout.strip() == "False"
 
 
@@ -155,7 +167,10 @@ def test_corpus_is_deterministic_and_covers_the_fact_families():
 
 @pytest.mark.slow
 def test_training_script_with_a_tiny_budget_writes_a_loadable_model(tmp_path):
-    settings = TrainSettings(max_steps=2, tokenizer_docs=2000, batch_rows=1, max_minutes=5)
+    # the real pipeline end to end, with a small corpus sample and a narrow model to keep it fast
+    settings = TrainSettings(max_steps=2, tokenizer_docs=2000, batch_rows=2, max_minutes=5, threads=1,
+                             model_shape=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                              num_attention_heads=2, num_key_value_heads=2))
     report = train(tmp_path, settings, log=lambda *_: None)
     assert report.steps == 2 and report.parameters > 0
     assert (tmp_path / "README.md").read_text().count("Phi-3") >= 1

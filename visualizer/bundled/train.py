@@ -211,7 +211,7 @@ that world its output is nonsense; inside it, it answers like this:
 
 ## How it was made
 
-`python -m visualizer.bundled.train --seed {seed}` (seeded, deterministic data order) builds the
+`python -m visualizer.bundled.train --seed {seed} --threads {threads}` (seeded, deterministic data order) builds the
 corpus, trains a byte-level BPE tokenizer with the `tokenizers` library (special tokens `<pad>`, `<s>`,
 `</s>`; `<s>` is prepended to every input), and trains the model from random initialisation with AdamW
 (peak learning rate {lr}, warm-up then cosine decay) on rows of {context} tokens packed with whole
