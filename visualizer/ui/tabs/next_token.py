@@ -39,7 +39,8 @@ def views(session, prompt, k, pos, target_text) -> Views:
     lens = session.lens_log_probs(trace, pos)
     trajectory = target_trajectory(trace, session.tokenizer, lens, pos,
                                    _target_id(session, trace, pos, target_text))
-    return Views(token_chips_html(tokenization(trace)), shapes_markdown(tokenization(trace)),
+    tokens = tokenization(trace)
+    return Views(token_chips_html(tokens), shapes_markdown(tokens),
                  top_k_figure(top_k(trace, session.tokenizer, pos, k)),
                  lens_grid_figure(lens_grid(trace, session.tokenizer)), target_figure(trajectory))
 
