@@ -21,6 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from visualizer import gpu
+from visualizer.allocator import keep_freed_memory
 from visualizer.analysis.generation import Step, greedy_steps
 from visualizer.capture import ActivationCapture
 from visualizer.config import PHI3_MINI, AppConfig
@@ -413,6 +414,7 @@ def load_session(config: AppConfig | None = None, **overrides: Any) -> ModelSess
     >>> session.trace("The capital of France is")          # doctest: +SKIP
     """
     config = (config or AppConfig()).with_overrides(**overrides)
+    keep_freed_memory()  # a serving process: requests run in worker threads (see visualizer.allocator)
     with _shared_lock:
         if config not in _shared:
             _shared[config] = ModelSession.load(config)
