@@ -12,8 +12,11 @@ Models, loaded as the app loads them (float32, eager attention): the bundled tea
 architecture), and a larger random model with Phi-3-mini's 32 layers x 32 heads at hidden size 256
 (`benchmarks.common`).
 
-    python -m benchmarks.kv_cache                          # N = 50 100 200, 3 rounds
-    python -m benchmarks.kv_cache --n 100 --rounds 5 --threads 1 --json out/kv_cache.json
+    python -m benchmarks.kv_cache                          # N = 50 100 200, >= 3 rounds and >= 60 s per cell
+    python -m benchmarks.kv_cache --rounds 5 --threads 1 --json benchmarks/results/kv_cache.json
+
+The closing summary pools every paired ratio of a mode (geometric mean, bootstrap 95% interval): on a
+virtual machine one run varies by 10-20%, so one cell's median over a few rounds is noisy on its own.
 """
 
 from __future__ import annotations
@@ -107,15 +110,22 @@ def _time_app(model, prompt_ids: list[int], n_new_tokens: int, warmup_tokens: in
 KEYS = [f"{who}_{mode}" for who in ("app", "gen") for mode in ("cached", "uncached")]
 
 
-def measure(label: str, model, prompt_ids: list[int], n_new_tokens: int, rounds: int, interleave: bool) -> dict:
-    """Interleaved rounds of the app's race and plain generate; medians and ratios (wall and CPU)."""
+def measure(label: str, model, prompt_ids: list[int], n_new_tokens: int, rounds: int, interleave: bool,
+            min_seconds: float = 0.0, max_rounds: int = 40) -> dict:
+    """Interleaved rounds of the app's race and plain generate; medians and ratios (wall and CPU).
+
+    At least `rounds` rounds, and more (up to `max_rounds`) until `min_seconds` have been spent: a single
+    run of a fast cell varies by 10-20% on a virtual machine, so cheap cells get the rounds they need.
+    """
     wall: dict[str, list[float]] = {k: [] for k in KEYS}
     cpu: dict[str, list[float]] = {k: [] for k in KEYS}
     outputs: list[list[int]] = []  # new tokens of every run, app and generate: all must be equal
     app_identical = True
     for use_cache in (True, False):  # untimed warm-up of generate (the race warms up itself)
         _time_generate(model, prompt_ids, min(8, n_new_tokens), use_cache)
-    for index in range(rounds):
+    started = time.perf_counter()
+    index = 0
+    while index < rounds or (time.perf_counter() - started < min_seconds and index < max_rounds):
         for step in (["app", "gen"] if index % 2 == 0 else ["gen", "app"]):
             if step == "app":
                 result = _time_app(model, prompt_ids, n_new_tokens, warmup_tokens=4, interleave=interleave)
@@ -132,9 +142,10 @@ def measure(label: str, model, prompt_ids: list[int], n_new_tokens: int, rounds:
                     wall[f"gen_{mode}"].append(elapsed)
                     cpu[f"gen_{mode}"].append(cpu_s)
                     outputs.append(gen_tokens)
+        index += 1
     same_tokens = app_identical and all(tokens == outputs[0] for tokens in outputs)
     med = {k: statistics.median(v) for k, v in wall.items()}
-    row = dict(model=label, n_new_tokens=n_new_tokens, n_prompt_tokens=len(prompt_ids), rounds=rounds,
+    row = dict(model=label, n_new_tokens=n_new_tokens, n_prompt_tokens=len(prompt_ids), rounds=index,
                interleaved=interleave, wall_s=wall, cpu_s=cpu, median_wall_s=med,
                speedup_app=med["app_uncached"] / med["app_cached"],
                speedup_gen=med["gen_uncached"] / med["gen_cached"],
@@ -154,14 +165,15 @@ def _print_table(rows: list[dict]) -> None:
         x = r[key]
         return f"{x['median']:.3f} [{x['min']:.2f}-{x['max']:.2f}]"
 
-    header = (f"{'model':<36} {'N':>4} | {'app cached':>10} {'gen cached':>10} {'app/gen wall':>18} "
+    header = (f"{'model':<36} {'N':>4} {'rounds':>6} | {'app cached':>10} {'gen cached':>10} {'app/gen wall':>18} "
               f"{'app/gen CPU':>18} | {'app uncached':>12} {'gen uncached':>12} {'app/gen wall':>18} "
               f"{'app/gen CPU':>18} | {'speed-up app':>12} {'gen':>6} | {'CPU share':>9} | same")
     print(header)
     print("-" * len(header))
     for r in rows:
         m = r["median_wall_s"]
-        print(f"{r['model']:<36} {r['n_new_tokens']:>4} | {m['app_cached']:>9.3f}s {m['gen_cached']:>9.3f}s "
+        print(f"{r['model']:<36} {r['n_new_tokens']:>4} {r['rounds']:>6} | "
+              f"{m['app_cached']:>9.3f}s {m['gen_cached']:>9.3f}s "
               f"{ratio(r, 'app_over_gen_cached_wall'):>18} {ratio(r, 'app_over_gen_cached_cpu'):>18} | "
               f"{m['app_uncached']:>11.3f}s {m['gen_uncached']:>11.3f}s "
               f"{ratio(r, 'app_over_gen_uncached_wall'):>18} {ratio(r, 'app_over_gen_uncached_cpu'):>18} | "
@@ -173,26 +185,59 @@ def _print_table(rows: list[dict]) -> None:
           "\nother programs took the CPU part of the time and every number above is noisier.")
 
 
+def pooled_ratio(rows: list[dict], mode: str, resamples: int = 4000) -> dict:
+    """Geometric mean of every paired app/generate wall ratio of a mode over all rows, with a bootstrap
+    95% interval: the single number to compare with 1, as one cell of a few rounds is as noisy as its runs."""
+    import numpy as np
+
+    logs = np.log([a / g for r in rows for a, g in zip(r["wall_s"][f"app_{mode}"], r["wall_s"][f"gen_{mode}"],
+                                                       strict=True)])
+    means = np.random.default_rng(0).choice(logs, size=(resamples, logs.size)).mean(axis=1)
+    low, high = np.exp(np.quantile(means, [0.025, 0.975]))
+    return dict(geometric_mean=float(np.exp(logs.mean())), ci95=(float(low), float(high)), n_pairs=int(logs.size))
+
+
+def _print_summary(rows: list[dict], tolerance: float = 0.05) -> dict:
+    summary = {}
+    print()
+    for mode in ("cached", "uncached"):
+        pooled = summary[mode] = pooled_ratio(rows, mode)
+        within = sum(abs(r[f"app_over_gen_{mode}_wall"]["median"] - 1) <= tolerance for r in rows)
+        low, high = pooled["ci95"]
+        print(f"{mode:>8}: app/gen over all {pooled['n_pairs']} pairs {pooled['geometric_mean']:.3f} "
+              f"(95% bootstrap interval {low:.3f}-{high:.3f}); per-cell median within {tolerance:.0%}: "
+              f"{within} of {len(rows)} cells")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["bundled", "random-phi3"],
                         help="bundled and/or random-phi3")
     parser.add_argument("--n", nargs="+", type=int, default=[50, 100, 200], help="new tokens per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per N (medians reported)")
+    parser.add_argument("--min-seconds", type=float, default=60.0,
+                        help="keep adding rounds to a cell until this long has been spent (at most 40 rounds)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--interleave", action="store_true",
                         help="time the race with the two modes alternating during the run (default: one after "
                              "the other, as the app)")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="leave glibc's malloc thresholds at their defaults (the app fixes them at startup: "
+                             "visualizer.allocator); shows what the worker thread's page faults cost")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
 
     import torch
 
+    from visualizer.allocator import keep_freed_memory
+
+    tuned = False if args.no_malloc_tuning else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average before: {load_before:.2f}")
+          f"load average before: {load_before:.2f}, malloc thresholds fixed as in the app: {'yes' if tuned else 'no'}")
     rows = []
     for label, model, prompt_ids in _load_models(args.models):
         print(f"{label}: prompt of {len(prompt_ids)} tokens, device {model.device}")
@@ -201,16 +246,18 @@ def main(argv: list[str] | None = None) -> int:
             if n > limit:
                 print(f"  N = {n} skipped: longer than the model's context")
                 continue
-            rows.append(measure(label, model, prompt_ids, n, args.rounds, args.interleave))
+            rows.append(measure(label, model, prompt_ids, n, args.rounds, args.interleave, args.min_seconds))
             print(f"  N = {n}: done (load average {os.getloadavg()[0]:.2f})", flush=True)
     print()
     _print_table(rows)
+    summary = _print_summary(rows)
     load_after = os.getloadavg()[0]
     print(f"\nload average after: {load_after:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(rows=rows, load_before=load_before, load_after=load_after,
-                                             threads=torch.get_num_threads(), cpus=os.cpu_count()), indent=2))
+                                             threads=torch.get_num_threads(), cpus=os.cpu_count(),
+                                             malloc_tuned=tuned, pooled_app_over_gen_wall=summary), indent=2))
         print(f"wrote {args.json}")
     return 0
 

@@ -20,7 +20,11 @@ Timing rules (the chapter's claim is only worth showing if it is measured fairly
 * generate() runs in a worker thread in lockstep with the consumer: every `update_interval_s` it hands
   over the tokens timed so far and waits until the consumer asks for more, and its clock restarts only
   then, so re-drawing the live chart is never timed and never competes with the model for the CPU.
-  `benchmarks/kv_cache.py` checks the totals against plain generate() timed in the same run.
+  `benchmarks/kv_cache.py` checks the totals against plain generate() timed in the same run. A fresh
+  thread gets its own glibc malloc arena, which by default hands freed memory back to the OS and
+  page-faults it in again (long uncached runs read ~20% slower than on the main thread): the serving
+  process fixes the thresholds at startup (`visualizer.allocator.keep_freed_memory`); call it in a
+  notebook too.
 * Repeats alternate which mode runs first, so a slow drift in machine load hits both about equally
   (`interleave=True` alternates them during the run instead; see `race_kv_cache`).
 * An optional `exclusive` lock is held for the whole timing; the result says whether it was acquired
