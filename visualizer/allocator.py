@@ -5,7 +5,7 @@ glibc gives each thread its own malloc arena and, with its default dynamic thres
 memory of those arenas to the OS; the next forward pass page-faults it back in and the kernel zeroes every
 page again. Measured on this project's Phi-3-shaped random model (32 layers x 32 heads, d 256, 1 torch
 thread), one uncached 140-token generate(): about 30 minor page faults on the main thread against
-400,000-770,000 in a fresh thread, which cost the thread ~5% of its time and made the KV race read slower
+415,000-770,000 in a fresh thread, which cost the thread ~5% of its time and made the KV race read slower
 than plain generate() timed in a notebook. With the thresholds fixed below, the same run took about
 12,000 faults in the first fresh thread and 11 in the next. `benchmarks/kv_cache.py` times the app's race
 against plain generate() with this on (as the app runs) or off (`--no-malloc-tuning`).
