@@ -22,6 +22,7 @@ import logging
 import os
 import platform
 import threading
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _lock = threading.Lock()
 _applied: bool | None = None
 
 
-def user_chose_malloc_settings(environ: os._Environ | dict[str, str] = os.environ) -> bool:
+def user_chose_malloc_settings(environ: Mapping[str, str] = os.environ) -> bool:
     """The user set glibc's thresholds themselves (environment variables or GLIBC_TUNABLES): leave them."""
     tunables = environ.get("GLIBC_TUNABLES", "")
     return any(name in environ for name in _OVERRIDES) or any(
