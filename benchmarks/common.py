@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def bundled_or_none() -> Path | None:
-    from visualizer.session import bundled_model_dir
+    from visualizer.loading import bundled_model_dir
 
     path = bundled_model_dir()
     return path if (path / "config.json").exists() else None

@@ -8,10 +8,12 @@ import torch
 
 from tests.conftest import make_tiny_session
 from tests.tiny_models import tiny_model, tiny_tokenizer
+from visualizer import loading
 from visualizer import session as session_module
 from visualizer.analysis.next_token import top_k
 from visualizer.config import AppConfig, Limits
-from visualizer.session import ModelSession, load_session, resolve_dtype
+from visualizer.loading import resolve_dtype
+from visualizer.session import ModelSession, load_session
 
 PROMPTS = ["The capital of France is", "Paris is the capital of", "one two three four five six seven",
            "Attention lets each token look back", "Write an email apologizing to Sarah"]
@@ -131,19 +133,19 @@ def saved_tiny_model(tmp_path):
 
 def test_model_is_loaded_once_however_many_requests(saved_tiny_model, monkeypatch):
     monkeypatch.setattr(session_module, "_shared", {})
-    before = ModelSession.load_count
+    before = loading.load_count
     config = AppConfig(model=str(saved_tiny_model), device="cpu")
     with ThreadPoolExecutor(8) as pool:
         sessions = list(pool.map(lambda _: load_session(config), range(16)))
     assert all(s is sessions[0] for s in sessions)
-    assert ModelSession.load_count == before + 1
+    assert loading.load_count == before + 1
     for prompt in PROMPTS:
         sessions[0].trace(prompt)
-    assert ModelSession.load_count == before + 1
+    assert loading.load_count == before + 1
 
 
 def test_unloadable_model_falls_back_to_bundled_with_banner(saved_tiny_model, monkeypatch):
-    monkeypatch.setattr(session_module, "bundled_model_dir", lambda: saved_tiny_model)
+    monkeypatch.setattr(loading, "bundled_model_dir", lambda: saved_tiny_model)
     session = ModelSession.load(AppConfig(model="no-such-org/no-such-model-xyz", device="cpu"))
     assert session.source == str(saved_tiny_model)
     assert "no-such-org/no-such-model-xyz" in session.banner and "bundled" in session.banner

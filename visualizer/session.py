@@ -14,63 +14,23 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
 from visualizer import gpu
 from visualizer.allocator import keep_freed_memory
 from visualizer.analysis.generation import Step, greedy_steps
 from visualizer.capture import ActivationCapture
-from visualizer.config import PHI3_MINI, AppConfig
+from visualizer.config import AppConfig
+from visualizer.loading import bundled_model_dir, load_model
 from visualizer.model_parts import ModelParts, find_model_parts
 from visualizer.trace import Trace, build_trace, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def bundled_model_dir() -> Path:
-    return Path(__file__).resolve().parent / "bundled" / "model"  # == visualizer.bundled.BUNDLED_MODEL_DIR
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps was asked for, but this machine has no Apple GPU")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 where the GPU supports it, fp16 on older GPUs (T4) and Apple GPUs, fp32 on the CPU."""
-    if name != "auto":
-        return _DTYPES[name]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
-
-
-def resolve_model_source(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return PHI3_MINI if device.type == "cuda" else str(bundled_model_dir())
-    if name == "bundled":
-        return str(bundled_model_dir())
-    return name
-
 
 class ReadWriteLock:
     """Many readers (ordinary views) or one writer (a timing run that must not share the device)."""
@@ -118,8 +78,6 @@ class _InFlight:
 
 
 class ModelSession:
-    load_count = 0  # models loaded from disk/hub in this process (the "loaded once" test reads it)
-
     def __init__(self, model: PreTrainedModel, tokenizer, config: AppConfig | None = None,
                  source: str = "", banner: str | None = None) -> None:
         self.config = config or AppConfig()
@@ -141,22 +99,8 @@ class ModelSession:
     # ----- loading -------------------------------------------------------------------------------------
     @classmethod
     def load(cls, config: AppConfig) -> ModelSession:
-        device = resolve_device(config.device)
-        dtype = resolve_dtype(config.dtype, device)
-        source = resolve_model_source(config.model, device)
-        try:
-            model, tokenizer = _load_pretrained(source, device, dtype, config.trust_remote_code)
-            return cls(model, tokenizer, config, source=source)
-        except Exception as error:
-            bundled = str(bundled_model_dir())
-            if source == bundled or not config.allow_fallback:
-                raise
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
-            banner = (f"Could not load {source} ({reason}). Showing the bundled teaching model instead; "
-                      "check the model id, the network or the Hugging Face cache.")
-            log.warning(banner)
-            model, tokenizer = _load_pretrained(bundled, device, resolve_dtype(config.dtype, device), False)
-            return cls(model, tokenizer, config, source=bundled, banner=banner)
+        loaded = load_model(config)
+        return cls(loaded.model, loaded.tokenizer, config, source=loaded.source, banner=loaded.banner)
 
     @property
     def device(self) -> torch.device:
@@ -392,15 +336,6 @@ def _released_on_oom(device: torch.device) -> Iterator[None]:
             torch.cuda.empty_cache()
         raise ValueError("The GPU ran out of memory for this request (other students may be using it): "
                          "try a shorter prompt or fewer tokens.") from error
-
-
-def _load_pretrained(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool):
-    log.info("loading %s on %s in %s", source, device, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="eager",
-                                                 trust_remote_code=trust_remote_code)
-    ModelSession.load_count += 1
-    return model.to(device).eval(), tokenizer
 
 
 _shared: dict[AppConfig, ModelSession] = {}
