@@ -8,7 +8,6 @@ embedding output (input of block 0), `resid[l + 1]` the output of block `l`, bef
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,25 +17,9 @@ from torch import nn
 from visualizer.analysis.attention import head_metrics
 from visualizer.capture import ActivationCapture
 from visualizer.model_parts import ModelParts
+from visualizer.tokens import visible_token
 
 TOP_K_KEPT = 50  # candidates kept per position; the UI's k is capped at this
-
-
-def visible_token(text: str) -> str:
-    """Token text with whitespace and control characters made visible ('␣', '↵', '⇥', '\\x00')."""
-    out = []
-    for ch in text:
-        if ch == " ":
-            out.append("␣")
-        elif ch == "\n":
-            out.append("↵")
-        elif ch == "\t":
-            out.append("⇥")
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") or ch in "\u2028\u2029":
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return "".join(out) or "∅"
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visualizer.trace import visible_token
+from visualizer.tokens import visible_token
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.generation.streamers import BaseStreamer
 
-from visualizer.trace import visible_token
+from visualizer.tokens import visible_token
 
 Mode = Literal["cached", "uncached"]
 CACHED: Mode = "cached"

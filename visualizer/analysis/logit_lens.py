@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from visualizer.trace import Trace, visible_token
+from visualizer.tokens import visible_token
+from visualizer.trace import Trace
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from visualizer.trace import visible_token
+from visualizer.tokens import visible_token
 from visualizer.validation import real_number, whole_number
 
 # Default limits; the app passes its configured ones (these are what a classroom CPU/GPU handles quickly).
