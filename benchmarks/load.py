@@ -110,8 +110,7 @@ def main() -> None:
                     reference[(endpoint, call)] = _comparable(reference_client.predict(*call, api_name=endpoint))
         rows = []
         for n_clients in (1, args.clients):
-            session._cache.clear()
-            session._cache_bytes = 0
+            session.clear_cache()
             start = time.perf_counter()
             latencies, answers, errors = run_clients(url, n_clients, args.rounds)
             wall = time.perf_counter() - start

@@ -37,8 +37,7 @@ def full_analysis(session, ids: list[int]) -> None:
     from visualizer.figures.logit_lens import lens_grid_figure, target_figure
     from visualizer.figures.next_token import shapes_markdown, token_chips_html, top_k_figure
 
-    session._cache.clear()  # time a fresh prompt, not a cache hit
-    session._cache_bytes = 0
+    session.clear_cache()  # time a fresh prompt, not a cache hit
     trace = session.trace(ids)
     tok = tokenization(trace)
     token_chips_html(tok), shapes_markdown(tok)

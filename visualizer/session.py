@@ -12,16 +12,25 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
 from visualizer import gpu
 from visualizer.allocator import keep_freed_memory
+from visualizer.analysis.architecture import ArchitectureReport, describe_architecture
 from visualizer.analysis.generation import Step, greedy_steps
+from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate, race_kv_cache, sweep_kv_cache
+from visualizer.analysis.sampling import (
+    BatchResult,
+    ContinuationsStep,
+    SamplingSettings,
+    batch_generate,
+    sample_continuations,
+)
 from visualizer.capture import ActivationCapture
 from visualizer.config import AppConfig
 from visualizer.loading import bundled_model_dir, load_model
@@ -30,7 +39,6 @@ from visualizer.trace import Trace, build_trace, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 class ReadWriteLock:
     """Many readers (ordinary views) or one writer (a timing run that must not share the device)."""
@@ -94,6 +102,7 @@ class ModelSession:
         self._cache_bytes = 0
         self._cache_lock = threading.Lock()
         self._in_flight: dict[tuple[int, ...], _InFlight] = {}
+        self._architecture: ArchitectureReport | None = None
         self.key = gpu.register(self)
 
     # ----- loading -------------------------------------------------------------------------------------
@@ -122,10 +131,6 @@ class ModelSession:
         return self.source
 
     # ----- locking and device work ---------------------------------------------------------------------
-    def run_exclusive(self, fn: Callable[[bool], T]) -> T:
-        with self.lock.exclusive() as free:
-            return fn(free)
-
     def _count_forward(self) -> None:
         with self._count_lock:
             self.forward_passes += 1
@@ -232,6 +237,12 @@ class ModelSession:
     def cache_bytes(self) -> int:
         return self._cache_bytes
 
+    def clear_cache(self) -> None:
+        """Forget every cached trace (benchmarks time fresh prompts with it)."""
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_bytes = 0
+
     # ----- generation ----------------------------------------------------------------------------------
     def check_new_tokens(self, n_pos: int, n_new) -> int:
         n_new = whole_number(n_new, "number of new tokens", 1, self.config.limits.max_new_tokens)
@@ -256,31 +267,56 @@ class ModelSession:
             self._count_forward()
             yield from greedy_steps(self.model, self.tokenizer, ids, n_steps, first_token)
 
-    # ----- other model work: analysis functions that take (model, tokenizer, ...) ----------------------
-    def call(self, fn: Callable[..., T], *args: Any, gpu_seconds: float = 30, **kwargs: Any) -> T:
-        """`fn(model, tokenizer, *args, **kwargs)` where the model lives, sharing the model with other views."""
-        return gpu.call_on_device(self.key, "_call", fn, args, kwargs, gpu_seconds=gpu_seconds)
+    # ----- generation and timing runs: named, typed, each where the model lives --------------------------
+    def sample_continuations(self, prompt: str | list[int], settings: SamplingSettings, n_samples: int,
+                             n_tokens: int) -> Iterator[ContinuationsStep]:
+        """Seeded sampled continuations beside the greedy one, streamed token by token."""
+        limits = self.config.limits
+        ids = [int(i) for i in self.ids_of(prompt)]
+        yield from gpu.stream_on_device(
+            self.key, "_shared_stream", sample_continuations, (ids, settings, n_samples, n_tokens),
+            dict(max_continuations=limits.max_continuations, max_new_tokens_limit=limits.max_new_tokens,
+                 max_prompt_tokens=self.max_prompt_tokens),
+            gpu_seconds=10 + _as_seconds(n_tokens))
 
-    def stream(self, fn: Callable[..., Iterator[T]], *args: Any, gpu_seconds: float = 30,
-               **kwargs: Any) -> Iterator[T]:
-        """The streamed version of `call`, for generators (sampled text, the KV race)."""
-        yield from gpu.stream_on_device(self.key, "_stream", fn, args, kwargs, gpu_seconds=gpu_seconds)
+    def batch_generate(self, prompts: list[str], n_tokens: int = 10) -> BatchResult:
+        """Greedy continuations of several prompts in one left-padded batch."""
+        limits = self.config.limits
+        return gpu.call_on_device(
+            self.key, "_shared_call", batch_generate, (prompts, n_tokens),
+            dict(max_batch=limits.max_batch, max_new_tokens_limit=limits.max_new_tokens,
+                 max_prompt_tokens=self.max_prompt_tokens), gpu_seconds=30)
 
-    def stream_timed(self, fn: Callable[..., Iterator[T]], *args: Any, gpu_seconds: float = 60,
-                     **kwargs: Any) -> Iterator[T]:
-        """`fn(model, *args, exclusive=..., **kwargs)` for timing runs: `fn` holds the model alone while it
-        times (other requests wait), through the session's writer lock, which it enters itself."""
-        yield from gpu.stream_on_device(self.key, "_stream_timed", fn, args, kwargs, gpu_seconds=gpu_seconds)
+    def kv_race(self, prompt: str | list[int], n_new_tokens: int, n_repeats: int,
+                update_interval_s: float = 0.2) -> Iterator[RaceUpdate]:
+        """Generation with and without the KV cache, timed while holding the model alone, streamed."""
+        ids = [int(i) for i in self.ids_of(prompt)]
+        yield from gpu.stream_on_device(
+            self.key, "_exclusive_stream", race_kv_cache, (ids, n_new_tokens, n_repeats),
+            dict(tokenizer=self.tokenizer, limits=self.config.limits, update_interval_s=update_interval_s),
+            gpu_seconds=30 + _as_seconds(n_new_tokens) * _as_seconds(n_repeats) // 5)
 
-    def _stream_timed(self, fn, args, kwargs):
+    def kv_sweep(self, prompt: str | list[int], lengths: list[int], n_repeats: int = 1) -> Iterator[SweepUpdate]:
+        """Total generation time against N for both modes, holding the model alone, streamed."""
+        ids = [int(i) for i in self.ids_of(prompt)]
+        yield from gpu.stream_on_device(self.key, "_exclusive_stream", sweep_kv_cache, (ids, lengths, n_repeats),
+                                        dict(limits=self.config.limits), gpu_seconds=120)
+
+    def architecture(self) -> ArchitectureReport:
+        """The loaded model's module tree, parameter breakdown and KV-cache spec (computed once)."""
+        if self._architecture is None:
+            self._architecture = describe_architecture(self.model)
+        return self._architecture
+
+    def _exclusive_stream(self, fn, args, kwargs):
         with _released_on_oom(self.device):
             yield from fn(self.model, *args, exclusive=self.lock.exclusive(), **kwargs)
 
-    def _call(self, fn, args, kwargs):
+    def _shared_call(self, fn, args, kwargs):
         with self.lock.shared(), _released_on_oom(self.device):
             return fn(self.model, self.tokenizer, *args, **kwargs)
 
-    def _stream(self, fn, args, kwargs):
+    def _shared_stream(self, fn, args, kwargs):
         with self.lock.shared(), _released_on_oom(self.device):
             yield from fn(self.model, self.tokenizer, *args, **kwargs)
 
@@ -320,6 +356,14 @@ class ModelSession:
         with self.lock.shared(), torch.inference_mode():
             logits = self.parts.unembed(resid_at_pos.to(self.device, self.dtype))  # [layer, d_vocab]
             return torch.log_softmax(logits.float(), -1).cpu()
+
+
+def _as_seconds(value: Any) -> int:
+    """A count from the page, for sizing a GPU request only (validation happens in the run itself)."""
+    try:
+        return max(0, min(int(value), 10_000))
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 class _LayerCaptured(Exception):

@@ -12,7 +12,6 @@ import gradio as gr
 from visualizer.analysis.architecture import (
     DTYPE_BYTES,
     ROLE_EXPLANATIONS,
-    describe_architecture,
     describe_config_json,
     describe_known_model,
     known_model_names,
@@ -55,9 +54,8 @@ def report_for(session, source: str, known: str | None, pasted: str | None):
     return describe_config_json(pasted)
 
 
-@functools.lru_cache(maxsize=4)
 def _loaded_report(session):
-    return describe_architecture(session.model)
+    return session.architecture()
 
 
 def kv_text(report, tokens, batch, dtype) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from visualizer.analysis.kv_cache import RaceLimits, default_sweep_lengths, race_kv_cache, sweep_kv_cache
+from visualizer.analysis.kv_cache import RaceLimits, default_sweep_lengths
 from visualizer.figures.kv_cache import (
     cache_inspector_html,
     cache_memory_figure,
@@ -51,10 +51,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
 
     @user_errors
     def on_race(prompt_text, seq, n, r):
-        ids = list(map(int, session.ids_of(prompt_or_sequence(prompt_text, seq))))
         skip = [gr.skip()] * 6
-        for update in session.stream_timed(race_kv_cache, ids, n, r, tokenizer=session.tokenizer, limits=limits,
-                                           update_interval_s=0.2, gpu_seconds=30 + int(n) * int(r) // 5):
+        for update in session.kv_race(prompt_or_sequence(prompt_text, seq), n, r):
             if update.result is None:
                 yield (f"⏱️ {update.message}", latency_figure(update.latencies_s, update.n_new_tokens), *skip)
                 continue
@@ -67,7 +65,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         ids = list(map(int, session.ids_of(prompt_or_sequence(prompt_text, seq))))
         room = (session.parts.max_context or 10**9) - len(ids)  # the sweep's longest run must fit the context
         lengths = default_sweep_lengths(min(limits.max_sweep_new_tokens, room), min(5, limits.max_sweep_points))
-        for update in session.stream_timed(sweep_kv_cache, ids, lengths, 1, limits=limits, gpu_seconds=120):
+        for update in session.kv_sweep(ids, lengths, 1):
             yield update.message, sweep_figure(update.result or update)
 
     start.click(on_race, [prompt, sequence, n_new, repeats],

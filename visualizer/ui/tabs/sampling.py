@@ -6,10 +6,8 @@ import gradio as gr
 
 from visualizer.analysis.sampling import (
     SamplingSettings,
-    batch_generate,
     draw_samples,
     process_logits,
-    sample_continuations,
 )
 from visualizer.figures.sampling import batch_html, continuations_html, distribution_figure, readouts_html
 from visualizer.ui.common import model_event, prompt_or_sequence, slider_event, user_errors
@@ -80,11 +78,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     @user_errors
     def on_sample(prompt_text, seq, t, k, p, s, n_cont, n_tokens):
         settings = settings_of(t, k, p, s)
-        source = list(map(int, session.ids_of(prompt_or_sequence(prompt_text, seq))))
-        for step in session.stream(sample_continuations, source, settings, n_cont, n_tokens,
-                                   max_continuations=limits.max_continuations,
-                                   max_new_tokens_limit=limits.max_new_tokens,
-                                   max_prompt_tokens=session.max_prompt_tokens, gpu_seconds=10 + n_tokens):
+        for step in session.sample_continuations(prompt_or_sequence(prompt_text, seq), settings, n_cont, n_tokens):
             yield continuations_html(step)
 
     @user_errors
@@ -92,9 +86,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         lines = [line for line in str(text or "").splitlines() if line.strip()]
         if not lines:
             raise ValueError("Type at least one prompt, one per line.")
-        result = session.call(batch_generate, lines, 10, max_batch=limits.max_batch,
-                              max_new_tokens_limit=limits.max_new_tokens, max_prompt_tokens=session.max_prompt_tokens)
-        return batch_html(result)
+        return batch_html(session.batch_generate(lines, 10))
 
     show.click(on_distribution, inputs, [plot, readouts], api_name="sampling", **model_event(session))
     for slider in (temperature, top_k, top_p, n_samples):
