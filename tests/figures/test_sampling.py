@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -50,7 +52,7 @@ def traces_by_name(fig: go.Figure) -> dict[str, go.BaseTraceType]:
 def test_distribution_figure_traces_and_cut_lines():
     result = result_for(SamplingSettings(temperature=0.8, top_k=20, top_p=0.5))
     empirical = draw_samples(result, 1000)
-    fig = distribution_figure(result, empirical, top_n=30)
+    fig = distribution_figure(result, empirical, top_n=30).to_figure()
     traces = traces_by_name(fig)
     assert set(traces) == {"raw", "processed", "cut off", "cumulative probability", "sampled frequency"}
     # every shown token has one raw bar and exactly one processed-or-cut bar
@@ -69,7 +71,7 @@ def test_distribution_figure_traces_and_cut_lines():
 
 def test_cut_tokens_stay_visible_with_their_probability_before_the_cut():
     result = result_for(SamplingSettings(temperature=1.3, top_k=3))
-    fig = distribution_figure(result, top_n=10)
+    fig = distribution_figure(result, top_n=10).to_figure()
     cut = traces_by_name(fig)["cut off"]
     np.testing.assert_allclose(cut.y, result.tempered_probs[result.order[3:10]])
     assert (np.asarray(cut.y) > 0).all()
@@ -77,7 +79,7 @@ def test_cut_tokens_stay_visible_with_their_probability_before_the_cut():
 
 
 def test_token_labels_are_escaped_in_ticks_and_hovers():
-    fig = distribution_figure(result_for(SamplingSettings()), top_n=12)
+    fig = distribution_figure(result_for(SamplingSettings()), top_n=12).to_figure()
     ticktext = list(fig.layout.xaxis.ticktext)
     assert '&lt;b&gt;x&lt;/b&gt;␣&amp;␣"y"↵' in ticktext  # escaped, whitespace visible
     assert not any("<" in label or "\n" in label for label in ticktext)
@@ -88,14 +90,14 @@ def test_token_labels_are_escaped_in_ticks_and_hovers():
 
 def test_greedy_and_cuts_beyond_the_shown_tokens():
     greedy = result_for(SamplingSettings(temperature=0))
-    fig = distribution_figure(greedy, top_n=5)
+    fig = distribution_figure(greedy, top_n=5).to_figure()
     names = traces_by_name(fig)
     assert "cumulative probability" not in names and len(names["processed"].x) == 1
     assert list(names["processed"].y) == [1.0]
     wide = result_for(SamplingSettings(top_k=200))
-    annotations = [a.text for a in distribution_figure(wide, top_n=10).layout.annotations]
+    annotations = [a["text"] for a in distribution_figure(wide, top_n=10).layout["annotations"]]
     assert any("beyond the first 10" in text for text in annotations)
-    assert len(distribution_figure(wide, top_n=10_000).data[0].x) == 320  # clipped to the vocabulary
+    assert len(distribution_figure(wide, top_n=10_000).data[0]["x"]) == 320  # clipped to the vocabulary
 
 
 def test_readouts_rows_and_html():
@@ -138,4 +140,4 @@ def test_continuation_and_batch_tables():
 @pytest.mark.parametrize("top_n", [1, 30])
 def test_figure_serialises(top_n):
     fig = distribution_figure(result_for(SamplingSettings(top_p=0.9)), top_n=top_n)
-    assert isinstance(fig.to_json(), str)
+    assert json.loads(fig.to_json()) == json.loads(fig.to_figure().to_json())  # what plotly itself would send

@@ -3,68 +3,87 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from visualizer.analysis.attention import METRICS, HeadPattern
-from visualizer.figures.common import base_layout, index_axis, plotly_text
+from visualizer.figures.common import PlotlyJSON, colorscale, index_axis, layout_base, plotly_text, title
 
 MASKED = np.nan  # the causal mask: drawn as the grey background, never as a weight
+MASK_COLOUR = "#d9d9d9"  # plot_bgcolor: masked (future) cells show this grey
 
 
 def _masked(weights: np.ndarray) -> np.ndarray:
-    shown = weights.astype(np.float32).copy()
-    shown[np.triu_indices_from(shown, k=1)] = MASKED  # [query_pos, key_pos]
-    return shown
+    """[..., query_pos, key_pos] float32 copy with the future (above the diagonal) set to NaN."""
+    n_pos = weights.shape[-1]
+    future = np.triu(np.ones((n_pos, n_pos), dtype=bool), k=1)  # [query_pos, key_pos]
+    return np.where(future, np.float32(MASKED), weights.astype(np.float32, copy=False))
 
 
-def head_heatmap(pattern: HeadPattern) -> go.Figure:
+def head_heatmap(pattern: HeadPattern) -> PlotlyJSON:
     labels = [plotly_text(label) for label in pattern.token_labels]
     n = len(labels)
     queries = np.repeat(np.array(labels, dtype=object)[:, None], n, axis=1)
     keys = np.repeat(np.array(labels, dtype=object)[None, :], n, axis=0)
-    fig = go.Figure(go.Heatmap(
-        z=_masked(pattern.weights), x=list(range(n)), y=list(range(n)), colorscale="Viridis", zmin=0,
-        customdata=np.dstack([queries, keys]), colorbar=dict(title="weight"),
+    heatmap = dict(
+        type="heatmap", z=_masked(pattern.weights), x=list(range(n)), y=list(range(n)),
+        colorscale=colorscale("Viridis"), zmin=0, customdata=np.dstack([queries, keys]),
+        colorbar=dict(title=title("weight")),
         hovertemplate="query %{y}: %{customdata[0]}<br>key %{x}: %{customdata[1]}<br>"
-                      "weight %{z:.4f}<extra></extra>"))
-    fig.update_xaxes(title="key (attended to)", **index_axis(pattern.token_labels), side="bottom")
-    fig.update_yaxes(title="query (attending)", autorange="reversed", **index_axis(pattern.token_labels))
-    fig.update_layout(plot_bgcolor="#d9d9d9")  # masked (future) cells show this grey
-    return base_layout(fig, plotly_text(pattern.description), height=min(900, max(420, 140 + 14 * n)))
+                      "weight %{z:.4f}<extra></extra>")
+    xaxis = dict(title=title("key (attended to)"), **index_axis(pattern.token_labels), side="bottom")
+    yaxis = dict(title=title("query (attending)"), autorange="reversed", **index_axis(pattern.token_labels))
+    return PlotlyJSON([heatmap], layout_base(plotly_text(pattern.description), height=min(900, max(420, 140 + 14 * n)),
+                                             xaxis=xaxis, yaxis=yaxis, plot_bgcolor=MASK_COLOUR))
 
 
-def layer_heads_figure(weights: np.ndarray, labels: list[str], layer: int, kv_of_head: list[int]) -> go.Figure:
+@lru_cache(maxsize=8)
+def _small_multiples_layout(rows: int, cols: int, titles: tuple[str, ...]) -> dict:
+    """make_subplots' axes and title annotations for the grid of heads (built once per model shape)."""
+    layout = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.04,
+                           subplot_titles=list(titles)).to_plotly_json()["layout"]
+    for name, axis in layout.items():
+        if name.startswith("xaxis"):
+            axis["showticklabels"] = False
+        elif name.startswith("yaxis"):
+            axis.update(showticklabels=False, autorange="reversed")
+    for annotation in layout.get("annotations", []):
+        annotation["font"] = dict(size=10)
+    return layout
+
+
+def _axis_suffix(index: int) -> str:
+    return "" if index == 0 else str(index + 1)
+
+
+def layer_heads_figure(weights: np.ndarray, labels: list[str], layer: int, kv_of_head: list[int]) -> PlotlyJSON:
     """Small multiples: every head of one layer. weights: [head, query_pos, key_pos]."""
     n_heads = weights.shape[0]
     cols = min(8, n_heads)
     rows = math.ceil(n_heads / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.04,
-                        subplot_titles=[f"h{h} (kv {kv_of_head[h]})" for h in range(n_heads)])
-    for head in range(n_heads):
-        fig.add_trace(go.Heatmap(z=_masked(weights[head]), coloraxis="coloraxis",
-                                 hovertemplate=f"head {head}<br>query %{{y}} key %{{x}}<br>%{{z:.3f}}"
-                                               "<extra></extra>"),
-                      row=head // cols + 1, col=head % cols + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
-    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0), plot_bgcolor="#d9d9d9")
-    fig.update_annotations(font_size=10)
-    return base_layout(fig, f"Layer {layer}: all {n_heads} heads (rows = queries, columns = keys)",
-                       height=90 + 190 * rows)
+    shown = _masked(weights)  # [head, query_pos, key_pos]
+    traces = [dict(type="heatmap", z=shown[head], coloraxis="coloraxis",
+                   hovertemplate=f"head {head}<br>query %{{y}} key %{{x}}<br>%{{z:.3f}}<extra></extra>",
+                   xaxis=f"x{_axis_suffix(head)}", yaxis=f"y{_axis_suffix(head)}") for head in range(n_heads)]
+    grid = _small_multiples_layout(rows, cols, tuple(f"h{h} (kv {kv_of_head[h]})" for h in range(n_heads)))
+    # The cached layout is shared: copy the parts a caller might edit, the axes and annotations.
+    layout = {name: dict(value) if isinstance(value, dict) else [dict(a) for a in value]
+              for name, value in grid.items()}
+    return PlotlyJSON(traces, layout_base(
+        f"Layer {layer}: all {n_heads} heads (rows = queries, columns = keys)", height=90 + 190 * rows,
+        **layout, coloraxis=dict(colorscale=colorscale("Viridis"), cmin=0), plot_bgcolor=MASK_COLOUR))
 
 
-def summary_grid_figure(grid: np.ndarray, metric: str) -> go.Figure:
+def summary_grid_figure(grid: np.ndarray, metric: str) -> PlotlyJSON:
     """grid: [layer, head] values of one metric; click a cell to open that head."""
     n_layers, n_heads = grid.shape
-    fig = go.Figure(go.Heatmap(
-        z=grid, x=list(range(n_heads)), y=list(range(n_layers)), colorscale="Magma",
-        colorbar=dict(title=metric.replace("_", " ")),
-        hovertemplate="layer %{y}, head %{x}<br>" + metric.replace("_", " ") + " %{z:.3f}<extra></extra>"))
-    fig.update_xaxes(title="head", dtick=1 if n_heads <= 16 else 4)
-    fig.update_yaxes(title="layer", dtick=1 if n_layers <= 16 else 4, autorange="reversed")
-    fig.update_traces(xgap=1, ygap=1)
-    return base_layout(fig, f"Every head, one number: {METRICS[metric].split(':')[0]}",
-                       height=max(300, 80 + 18 * n_layers))
+    name = metric.replace("_", " ")
+    heatmap = dict(type="heatmap", z=grid, x=list(range(n_heads)), y=list(range(n_layers)),
+                   colorscale=colorscale("Magma"), colorbar=dict(title=title(name)), xgap=1, ygap=1,
+                   hovertemplate="layer %{y}, head %{x}<br>" + name + " %{z:.3f}<extra></extra>")
+    xaxis = dict(title=title("head"), dtick=1 if n_heads <= 16 else 4)
+    yaxis = dict(title=title("layer"), dtick=1 if n_layers <= 16 else 4, autorange="reversed")
+    return PlotlyJSON([heatmap], layout_base(f"Every head, one number: {METRICS[metric].split(':')[0]}",
+                                             height=max(300, 80 + 18 * n_layers), xaxis=xaxis, yaxis=yaxis))

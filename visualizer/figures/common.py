@@ -1,10 +1,16 @@
-"""Small helpers shared by the figure builders."""
+"""Small helpers shared by the figure builders, and the light figure object the hot-path tabs return."""
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
+from _plotly_utils.utils import is_homogeneous_array, is_skipped_key, to_typed_array_spec
+from plotly.io.json import to_json_plotly
 
 
 def plotly_text(label: str) -> str:
@@ -15,15 +21,26 @@ def plotly_text(label: str) -> str:
 # A few lines of style instead of the full "plotly_white" template: assigning a full template deep-copies and
 # validates it on every figure, which cost more than the model's forward pass on short prompts.
 _AXIS = dict(gridcolor="#ebebeb", zerolinecolor="#d0d0d0", linecolor="#d0d0d0", automargin=True)
-_TEMPLATE = go.layout.Template(layout=dict(
+_TEMPLATE_LAYOUT = dict(
     paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"), xaxis=_AXIS, yaxis=_AXIS,
-    colorway=["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880"]))
+    colorway=["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880"])
+_TEMPLATE = go.layout.Template(layout=_TEMPLATE_LAYOUT)
+# The same template as plain JSON, built once and shared read-only by every PlotlyJSON figure.
+TEMPLATE_JSON: dict = _TEMPLATE.to_plotly_json()
+MARGIN = dict(l=60, r=20, t=50, b=50)
 
 
 def base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01), height=height, margin=dict(l=60, r=20, t=50, b=50),
-                      template=_TEMPLATE)
+    """Title, height, margins and template of a graph_objects figure (the tabs off the hot path)."""
+    fig.update_layout(title=dict(text=title, x=0.01), height=height, margin=dict(MARGIN), template=_TEMPLATE)
     return fig
+
+
+def layout_base(title: str, height: int, **layout: Any) -> dict:
+    """The layout `base_layout` gives, as a plain dict, with `layout` keys added (margin keys are merged)."""
+    margin = {**MARGIN, **layout.pop("margin", {})}
+    return {**layout, "title": {"text": title, "x": 0.01}, "height": height, "margin": margin,
+            "template": TEMPLATE_JSON}
 
 
 def index_axis(labels: list[str], max_ticks: int = 80) -> dict:
@@ -32,3 +49,59 @@ def index_axis(labels: list[str], max_ticks: int = 80) -> dict:
     positions = list(range(0, len(labels), step))
     return dict(tickmode="array", tickvals=positions,
                 ticktext=[plotly_text(labels[i]) for i in positions], tickangle=-45 if len(labels) > 8 else 0)
+
+
+def title(text: str) -> dict:
+    """Plotly turns a bare string title into {"text": ...}; plain JSON has to spell it out."""
+    return {"text": text}
+
+
+@dataclass
+class PlotlyJSON:
+    """A plotly figure as plain data: what `go.Figure(...).to_json()` would send, without graph_objects.
+
+    Building a go.Figure validates and deep-copies every property (about 10 ms a figure, more than the forward
+    pass on a short prompt); gr.Plot only calls `to_json()` on what it is given, so the hot-path tabs return
+    this. Arrays may be numpy: `to_json()` encodes them exactly as plotly does (numeric arrays as base64 typed
+    arrays, NaN kept as the typed array's NaN or null in a list). `to_figure()` gives the real go.Figure, which
+    validates every property, for tests, notebooks and export.
+    """
+
+    data: list[dict] = field(default_factory=list)
+    layout: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"data": self.data, "layout": self.layout}
+
+    def to_plotly_json(self) -> dict:
+        return self.to_dict()
+
+    def to_json(self) -> str:
+        return to_json_plotly(_typed_arrays(self.to_dict()))
+
+    def to_figure(self) -> go.Figure:
+        return go.Figure(self.to_dict())
+
+    def show(self, *args: Any, **kwargs: Any) -> None:
+        self.to_figure().show(*args, **kwargs)
+
+
+def _typed_arrays(value: Any, key: str | None = None) -> Any:
+    """A copy of `value` with numpy arrays turned into plotly.js typed arrays, as `go.Figure.to_dict` does."""
+    if isinstance(value, dict):
+        return {k: v if is_skipped_key(k) else _typed_arrays(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_typed_arrays(v) for v in value]
+    if isinstance(value, np.ndarray) and is_homogeneous_array(value):
+        return to_typed_array_spec(value)
+    return value
+
+
+@lru_cache(maxsize=16)
+def _colorscale(name: str) -> tuple:
+    return tuple(tuple(stop) for stop in go.Heatmap(colorscale=name).colorscale)
+
+
+def colorscale(name: str) -> list[list]:
+    """A named colorscale as the explicit stops plotly's validator would send (expanded once per name)."""
+    return [list(stop) for stop in _colorscale(name)]

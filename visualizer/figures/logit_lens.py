@@ -2,41 +2,50 @@
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
+
 import numpy as np
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from visualizer.analysis.logit_lens import LensGrid, TargetTrajectory
-from visualizer.figures.common import base_layout, index_axis, plotly_text
+from visualizer.figures.common import PlotlyJSON, colorscale, index_axis, layout_base, plotly_text, title
 
 
-def lens_grid_figure(grid: LensGrid) -> go.Figure:
+def lens_grid_figure(grid: LensGrid) -> PlotlyJSON:
     n_rows, n_cols = grid.top_probs.shape
     text = [[plotly_text(label) for label in row] for row in grid.top_labels]
     inputs = np.array([[plotly_text(c) for c in grid.column_labels]] * n_rows)
-    fig = go.Figure(go.Heatmap(
-        z=grid.top_probs, x=list(range(n_cols)), y=list(range(n_rows)), text=text,
-        texttemplate="%{text}" if n_cols * n_rows <= 1200 else None, textfont=dict(size=10),
-        customdata=np.dstack([inputs, np.array(text)]), colorscale="Blues", zmin=0, zmax=1,
-        colorbar=dict(title="p(top-1)"),
+    heatmap = dict(
+        type="heatmap", z=grid.top_probs, x=list(range(n_cols)), y=list(range(n_rows)), text=text,
+        textfont=dict(size=10), customdata=np.dstack([inputs, np.array(text)]), colorscale=colorscale("Blues"),
+        zmin=0, zmax=1, colorbar=dict(title=title("p(top-1)")), xgap=1, ygap=1,
         hovertemplate="%{y}<br>after input %{customdata[0]} (pos %{x})<br>top-1 %{customdata[1]}"
-                      "<br>p = %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(tickmode="array", tickvals=list(range(n_rows)), ticktext=grid.row_labels, title="read after")
-    fig.update_xaxes(title="input position (prediction of the next token)", **index_axis(grid.column_labels))
-    fig.update_traces(ygap=1, xgap=1)
-    return base_layout(fig, "Logit lens: top-1 next token read from each layer's residual stream",
-                       height=max(320, 60 + 26 * n_rows))
+                      "<br>p = %{z:.3f}<extra></extra>")
+    if n_cols * n_rows <= 1200:  # beyond that the cell text is unreadable and slow to draw
+        heatmap["texttemplate"] = "%{text}"
+    yaxis = dict(tickmode="array", tickvals=list(range(n_rows)), ticktext=grid.row_labels, title=title("read after"))
+    xaxis = dict(title=title("input position (prediction of the next token)"), **index_axis(grid.column_labels))
+    return PlotlyJSON([heatmap], layout_base("Logit lens: top-1 next token read from each layer's residual stream",
+                                             height=max(320, 60 + 26 * n_rows), xaxis=xaxis, yaxis=yaxis))
 
 
-def target_figure(trajectory: TargetTrajectory) -> go.Figure:
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+@lru_cache(maxsize=1)
+def _secondary_y_axes() -> dict:
+    """The axes make_subplots lays out for one plot with a secondary y axis (built once)."""
+    layout = make_subplots(specs=[[{"secondary_y": True}]]).to_plotly_json()["layout"]
+    return {name: layout[name] for name in ("xaxis", "yaxis", "yaxis2")}
+
+
+def target_figure(trajectory: TargetTrajectory) -> PlotlyJSON:
     x = trajectory.row_labels
-    fig.add_trace(go.Scatter(x=x, y=trajectory.probs, mode="lines+markers", name="probability"),
-                  secondary_y=False)
-    fig.add_trace(go.Scatter(x=x, y=trajectory.ranks + 1, mode="lines+markers", name="rank",
-                             line=dict(dash="dot")), secondary_y=True)
-    fig.update_yaxes(title_text="probability", range=[0, 1.05], secondary_y=False)
-    fig.update_yaxes(title_text="rank (1 = top)", type="log", autorange="reversed", secondary_y=True)
-    title = (f"{plotly_text(trajectory.target_label)} (id {trajectory.target_id}) at position "
-             f"{trajectory.pos}, layer by layer")
-    return base_layout(fig, title, height=320)
+    probability = dict(type="scatter", x=x, y=trajectory.probs, mode="lines+markers", name="probability",
+                       xaxis="x", yaxis="y")
+    rank = dict(type="scatter", x=x, y=trajectory.ranks + 1, mode="lines+markers", name="rank",
+                line=dict(dash="dot"), xaxis="x", yaxis="y2")
+    axes = copy.deepcopy(_secondary_y_axes())
+    axes["yaxis"].update(title=title("probability"), range=[0, 1.05])
+    axes["yaxis2"].update(title=title("rank (1 = top)"), type="log", autorange="reversed")
+    heading = (f"{plotly_text(trajectory.target_label)} (id {trajectory.target_id}) at position "
+               f"{trajectory.pos}, layer by layer")
+    return PlotlyJSON([probability, rank], layout_base(heading, height=320, **axes))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import html
 
 import numpy as np
-import plotly.graph_objects as go
 
 from visualizer.analysis.generation import Step
 from visualizer.analysis.next_token import Tokenization, TopK
-from visualizer.figures.common import base_layout, plotly_text
+from visualizer.figures.common import PlotlyJSON, layout_base, plotly_text, title
 
 
 def _chip_colour(prob: float | None) -> str:
@@ -48,16 +47,16 @@ def shapes_markdown(tokenization: Tokenization) -> str:
             f"[batch, tokens, vocab]: a score for every one of {vocab:,} tokens, at every position |")
 
 
-def top_k_figure(topk: TopK) -> go.Figure:
+def top_k_figure(topk: TopK) -> PlotlyJSON:
     labels = [plotly_text(label) for label in topk.token_labels]
-    fig = go.Figure(go.Bar(
-        x=topk.probs[::-1], y=[f"{i + 1}. {label}" for i, label in enumerate(labels)][::-1], orientation="h",
-        text=[f"{p:.1%}" for p in topk.probs[::-1]], textposition="outside",
+    bar = dict(
+        type="bar", x=topk.probs[::-1], y=[f"{i + 1}. {label}" for i, label in enumerate(labels)][::-1],
+        orientation="h", text=[f"{p:.1%}" for p in topk.probs[::-1]], textposition="outside",
         customdata=np.array(topk.token_ids[::-1])[:, None],
-        hovertemplate="%{y}<br>id %{customdata[0]}<br>p = %{x:.4f}<extra></extra>", marker_color="#4c78a8"))
-    fig.update_xaxes(title="probability", range=[0, min(1.0, float(topk.probs.max()) * 1.25 + 0.02)])
-    title = f"Next token after position {topk.pos} ({plotly_text(topk.after)}) · entropy {topk.entropy:.2f} nats"
-    return base_layout(fig, title, height=120 + 28 * len(labels))
+        hovertemplate="%{y}<br>id %{customdata[0]}<br>p = %{x:.4f}<extra></extra>", marker=dict(color="#4c78a8"))
+    xaxis = dict(title=title("probability"), range=[0, min(1.0, float(topk.probs.max()) * 1.25 + 0.02)])
+    heading = f"Next token after position {topk.pos} ({plotly_text(topk.after)}) · entropy {topk.entropy:.2f} nats"
+    return PlotlyJSON([bar], layout_base(heading, height=120 + 28 * len(labels), xaxis=xaxis))
 
 
 STEP_HEADERS = ["step", "chosen token", "id", "probability", "entropy (nats)", "top alternatives"]

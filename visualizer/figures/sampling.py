@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 
 import numpy as np
-import plotly.graph_objects as go
 
 from visualizer.analysis.sampling import (
     CUT_TOP_K,
@@ -24,7 +23,7 @@ from visualizer.analysis.sampling import (
     SamplingResult,
     SamplingSettings,
 )
-from visualizer.figures.common import base_layout, index_axis, plotly_text
+from visualizer.figures.common import PlotlyJSON, index_axis, layout_base, plotly_text, title
 
 RAW_COLOR = "#9ecae1"
 PROCESSED_COLOR = "#08519c"
@@ -51,7 +50,7 @@ def settings_label(settings: SamplingSettings) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 def distribution_figure(result: SamplingResult, empirical: EmpiricalResult | None = None,
-                        top_n: int = 30) -> go.Figure:
+                        top_n: int = 30) -> PlotlyJSON:
     """Raw (T = 1) and processed probabilities of the ``top_n`` first tokens in display order.
 
     Cut-off tokens keep a grey bar of the probability they had before the cut; dashed lines mark the
@@ -71,43 +70,45 @@ def distribution_figure(result: SamplingResult, empirical: EmpiricalResult | Non
     hover_template = ("<b>%{customdata[1]}</b> (id %{customdata[0]})<br>raw (T = 1): %{customdata[2]}<br>"
                       "after temperature: %{customdata[3]}<br>processed: %{customdata[4]}<br>"
                       "%{customdata[5]}<extra></extra>")
+    settings_text = plotly_text(settings_label(result.settings))
 
-    fig = go.Figure()
-    fig.add_bar(x=x - BAR_WIDTH / 2, y=result.raw_probs[token_ids], width=BAR_WIDTH, name="raw (T = 1)",
-                marker_color=RAW_COLOR, customdata=hover, hovertemplate=hover_template)
-    fig.add_bar(x=(x + BAR_WIDTH / 2)[kept], y=result.processed_probs[token_ids][kept], width=BAR_WIDTH,
-                name=f"processed ({plotly_text(settings_label(result.settings))})",
-                marker_color=PROCESSED_COLOR, customdata=hover[kept], hovertemplate=hover_template)
-    fig.add_bar(x=(x + BAR_WIDTH / 2)[~kept], y=before_cut[token_ids][~kept], width=BAR_WIDTH,
-                name="cut off (probability before the cut)", marker_color=CUT_COLOR,
-                marker_line_color="#909090", marker_line_width=1, marker_pattern_shape="/",
-                customdata=hover[~kept], hovertemplate=hover_template)
+    def bars(x_values, y_values, name, marker, rows):
+        return dict(type="bar", x=x_values, y=y_values, width=BAR_WIDTH, name=name, marker=marker,
+                    customdata=hover[rows], hovertemplate=hover_template)
+
+    traces = [
+        bars(x - BAR_WIDTH / 2, result.raw_probs[token_ids], "raw (T = 1)", dict(color=RAW_COLOR), slice(None)),
+        bars((x + BAR_WIDTH / 2)[kept], result.processed_probs[token_ids][kept], f"processed ({settings_text})",
+             dict(color=PROCESSED_COLOR), kept),
+        bars((x + BAR_WIDTH / 2)[~kept], before_cut[token_ids][~kept], "cut off (probability before the cut)",
+             dict(color=CUT_COLOR, line=dict(color="#909090", width=1), pattern=dict(shape="/")), ~kept),
+    ]
     if not result.is_greedy:
-        fig.add_scatter(x=x, y=result.cumulative_pre_top_p[:n_shown], yaxis="y2", mode="lines+markers",
-                        name="cumulative probability (after temperature and top-k)",
-                        line=dict(color=CUMULATIVE_COLOR, width=2), marker=dict(size=4),
-                        hovertemplate="cumulative: %{y:.4f}<extra></extra>")
+        traces.append(dict(type="scatter", x=x, y=result.cumulative_pre_top_p[:n_shown], yaxis="y2",
+                           mode="lines+markers", name="cumulative probability (after temperature and top-k)",
+                           line=dict(color=CUMULATIVE_COLOR, width=2), marker=dict(size=4),
+                           hovertemplate="cumulative: %{y:.4f}<extra></extra>"))
     if empirical is not None:
-        fig.add_scatter(x=x + BAR_WIDTH / 2, y=empirical.freqs[token_ids], mode="markers",
-                        name=f"sampled frequency (N = {empirical.n:,})",
-                        marker=dict(symbol="diamond", size=9, color=EMPIRICAL_COLOR,
-                                    line=dict(color="white", width=1)),
-                        customdata=np.stack([empirical.counts[token_ids], labels], axis=-1),
-                        hovertemplate="<b>%{customdata[1]}</b><br>drawn %{customdata[0]} times: "
-                                      "%{y:.4f}<extra></extra>")
-    _add_cut_lines(fig, result, n_shown)
-    base_layout(fig, f"Next-token distribution: raw vs {plotly_text(settings_label(result.settings))}", 520)
-    fig.update_layout(
+        traces.append(dict(
+            type="scatter", x=x + BAR_WIDTH / 2, y=empirical.freqs[token_ids], mode="markers",
+            name=f"sampled frequency (N = {empirical.n:,})",
+            marker=dict(symbol="diamond", size=9, color=EMPIRICAL_COLOR, line=dict(color="white", width=1)),
+            customdata=np.stack([empirical.counts[token_ids], labels], axis=-1),
+            hovertemplate="<b>%{customdata[1]}</b><br>drawn %{customdata[0]} times: %{y:.4f}<extra></extra>"))
+    shapes, annotations = _cut_lines(result, n_shown)
+    cut_marks = {key: value for key, value in (("shapes", shapes), ("annotations", annotations)) if value}
+    layout = layout_base(
+        f"Next-token distribution: raw vs {settings_text}", 520, **cut_marks,
         barmode="overlay", hovermode="closest", bargap=0.1,
-        xaxis=dict(title="token (display order: kept first, then by raw probability)",
+        xaxis=dict(title=title("token (display order: kept first, then by raw probability)"),
                    range=[-0.7, n_shown - 0.3], **index_axis(raw_labels, max_ticks=100)),
-        yaxis=dict(title="probability", rangemode="tozero"),
-        yaxis2=dict(title="cumulative probability", overlaying="y", side="right", range=[0, 1.05],
+        yaxis=dict(title=title("probability"), rangemode="tozero"),
+        yaxis2=dict(title=title("cumulative probability"), overlaying="y", side="right", range=[0, 1.05],
                     tickmode="linear", tick0=0, dtick=0.25, showgrid=False),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
         margin=dict(t=110, r=70),
     )
-    return fig
+    return PlotlyJSON(traces, layout)
 
 
 def _hover_data(result: SamplingResult, token_ids: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -119,32 +120,39 @@ def _hover_data(result: SamplingResult, token_ids: np.ndarray, labels: list[str]
     return np.array(rows, dtype=object)
 
 
-def _add_cut_lines(fig: go.Figure, result: SamplingResult, n_shown: int) -> None:
-    """Dashed vertical lines between the last token a cutoff keeps and the first it removes."""
+def _cut_lines(result: SamplingResult, n_shown: int) -> tuple[list[dict], list[dict]]:
+    """Shapes and annotations: dashed vertical lines between the last token a cutoff keeps and the first it
+    removes, and the p line on the cumulative axis."""
     settings = result.settings
+    shapes: list[dict] = []
+    annotations: list[dict] = []
     if result.is_greedy:
-        return
+        return shapes, annotations
     if settings.top_k and np.any(result.cut_stage == CUT_TOP_K):
-        _cut_line(fig, result.n_after_top_k, n_shown, f"top-k = {settings.top_k}", "#756bb1", note_y=1.0)
+        _cut_line(shapes, annotations, result.n_after_top_k, n_shown, f"top-k = {settings.top_k}", "#756bb1",
+                  note_y=1.0)
     if settings.top_p < 1.0:
-        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=settings.top_p,
-                      y1=settings.top_p, line=dict(color=CUMULATIVE_COLOR, dash="dot", width=1))
-        fig.add_annotation(xref="paper", x=1, yref="y2", y=settings.top_p, text=f"p = {settings.top_p:g}",
-                           showarrow=False, xanchor="right", yanchor="bottom",
-                           font=dict(color=CUMULATIVE_COLOR))
+        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=settings.top_p, y1=settings.top_p,
+                           line=dict(color=CUMULATIVE_COLOR, dash="dot", width=1)))
+        annotations.append(dict(xref="paper", x=1, yref="y2", y=settings.top_p, text=f"p = {settings.top_p:g}",
+                                showarrow=False, xanchor="right", yanchor="bottom", font=dict(color=CUMULATIVE_COLOR)))
         if np.any(result.cut_stage == CUT_TOP_P):
-            _cut_line(fig, result.n_kept, n_shown, f"top-p: nucleus of {result.n_kept}", CUMULATIVE_COLOR,
-                      note_y=0.955)
+            _cut_line(shapes, annotations, result.n_kept, n_shown, f"top-p: nucleus of {result.n_kept}",
+                      CUMULATIVE_COLOR, note_y=0.955)
+    return shapes, annotations
 
 
-def _cut_line(fig: go.Figure, n_before: int, n_shown: int, text: str, color: str, note_y: float) -> None:
+def _cut_line(shapes: list[dict], annotations: list[dict], n_before: int, n_shown: int, text: str, color: str,
+              note_y: float) -> None:
     if n_before >= n_shown:  # the cut lies beyond the tokens shown: say so at the top right
-        fig.add_annotation(xref="paper", x=1, yref="paper", y=note_y, text=f"{text} (beyond the first {n_shown})",
-                           showarrow=False, xanchor="right", yanchor="top", font=dict(color=color))
+        annotations.append(dict(xref="paper", x=1, yref="paper", y=note_y, text=f"{text} (beyond the first {n_shown})",
+                                showarrow=False, xanchor="right", yanchor="top", font=dict(color=color)))
         return
-    fig.add_vline(x=n_before - 0.5, line=dict(color=color, dash="dash", width=2))
-    fig.add_annotation(x=n_before - 0.5, yref="paper", y=1.0, text=text, showarrow=False,
-                       xanchor="left", yanchor="top", font=dict(color=color))
+    # what fig.add_vline draws: a line across the whole plot height at x
+    shapes.append(dict(type="line", x0=n_before - 0.5, x1=n_before - 0.5, xref="x", y0=0, y1=1, yref="y domain",
+                       line=dict(color=color, dash="dash", width=2)))
+    annotations.append(dict(x=n_before - 0.5, yref="paper", y=1.0, text=text, showarrow=False,
+                            xanchor="left", yanchor="top", font=dict(color=color)))
 
 
 # ---------------------------------------------------------------------------------------------------
