@@ -1,7 +1,8 @@
 """Settings of one app process: which model, where it runs, and the limits that keep a shared GPU alive.
 
 Read once, in one place: defaults here, then `spaces.yaml` (the deploy manifest), then the command line,
-which wins. Nothing else in the package reads the environment or argv.
+which wins. Nothing else in the package reads the environment or argv. Every value is checked when a
+settings object is built, so a bad value stops start-up with a message naming the key, not a KeyError later.
 """
 
 from __future__ import annotations
@@ -16,10 +17,67 @@ from typing import Any
 import yaml
 
 PHI3_MINI = "microsoft/Phi-3-mini-4k-instruct"
-MANIFEST = Path(__file__).resolve().parent.parent / "spaces.yaml"
+MANIFEST = Path(__file__).resolve().parent.parent / "spaces.yaml"  # the repository's; absent when installed
 
 MiB = 1024**2
 GiB = 1024**3
+DEFAULT_MEMORY_BUDGET_BYTES = 4 * GiB  # the request budget when neither the operator nor the device says more
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # normalised to the full names
+DEVICE_MAPS = ("auto", "none")
+MANIFEST_SECTIONS = ("space", "app", "limits", "queue")  # `space` is read by visualizer.deploy
+
+
+# ---------------------------------------------------------------- value checks (shared by every source)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # YAML `yes` is a bool, and bool is an int
+
+
+def _check_positive_int(key: str, value: Any, *, optional: bool = False, zero: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not _is_int(value):
+        unit = " (bytes, e.g. 4294967296 for 4 GiB)" if key.endswith("_bytes") else ""
+        none = " or null" if optional else ""
+        raise ValueError(f"{key} must be a whole number{unit}{none}, got {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{key} must be {'0 or more' if zero else 'positive'}, got {value}")
+
+
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
+def _check_choice(key: str, value: Any, choices: tuple[str, ...], aliases: dict[str, str] | None = None) -> str:
+    """The value itself, or the full name an alias stands for; anything else names the choices."""
+    if isinstance(value, str) and value in choices:
+        return value
+    if isinstance(value, str) and aliases and value in aliases:
+        return aliases[value]
+    extra = f" (or {', '.join(aliases)})" if aliases else ""
+    raise ValueError(f"{key} must be one of {', '.join(choices)}{extra}, got {value!r}")
+
+
+def _check_text(key: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+
+
+def check_port(key: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not _is_int(value) or not 1 <= value <= 65535:
+        raise ValueError(f"{key} must be a port number from 1 to 65535, got {value!r}")
+
+
+# ---------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True)
@@ -35,9 +93,18 @@ class Limits:
     max_repeats: int = 7  # KV race repeats per mode
     max_sweep_points: int = 6  # lengths in the KV length sweep
     max_bertviz_tokens: int = 64  # bertviz draws every weight in the browser: keep it small
-    memory_budget_bytes: int = 4 * GiB  # largest estimated working set of one request
+    # Largest estimated working set of one request. None: derived from the device at start-up
+    # (DEFAULT_MEMORY_BUDGET_BYTES when the device says nothing).
+    memory_budget_bytes: int | None = DEFAULT_MEMORY_BUDGET_BYTES
     attention_store_bytes: int = 512 * MiB  # attention patterns kept per trace; beyond it, per layer on demand
     trace_cache_bytes: int = 2 * GiB  # LRU of forward passes, shared by all users
+
+    _ZERO_ALLOWED = ("attention_store_bytes", "trace_cache_bytes")  # 0: keep none (every other cap is >= 1)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_positive_int(f.name, getattr(self, f.name), optional=f.name == "memory_budget_bytes",
+                                zero=f.name in self._ZERO_ALLOWED)
 
 
 @dataclass(frozen=True)
@@ -45,22 +112,43 @@ class QueueSettings:
     concurrency_limit: int = 2  # model-calling events running at once (one shared group)
     max_size: int = 64  # waiting events beyond this are turned away with "busy"
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_positive_int(f.name, getattr(self, f.name))
+
 
 @dataclass(frozen=True)
 class AppConfig:
-    model: str = "auto"  # hub id, local path, "bundled", or "auto"
+    model: str = "auto"  # hub id, local path, "bundled", "smollm2" or "auto"
     device: str = "auto"  # auto | cpu | cuda | mps
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    host: str | None = None  # None: 127.0.0.1 locally, 0.0.0.0 on a Space
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (fp32, bf16, fp16 are normalised to these)
+    device_map: str = "auto"  # auto: accelerate places a model too big for one device; none: one device
+    host: str | None = None  # None: $GRADIO_SERVER_NAME, else 127.0.0.1 locally and 0.0.0.0 on a Space
     port: int | None = None  # None: GRADIO_SERVER_PORT or 7860
     share: bool = False
     trust_remote_code: bool = False  # executes Python from the hub: only on the operator's word
     allow_fallback: bool = True  # an unloadable hub model falls back to the bundled one, with a banner
+    debug: bool = False  # tracebacks on start-up errors, debug logging
     limits: Limits = field(default_factory=Limits)
     queue: QueueSettings = field(default_factory=QueueSettings)
 
+    def __post_init__(self) -> None:
+        _check_text("model", self.model)
+        _check_choice("device", self.device, DEVICES)
+        object.__setattr__(self, "dtype", _check_choice("dtype", self.dtype, DTYPES, DTYPE_ALIASES))
+        _check_choice("device_map", self.device_map, DEVICE_MAPS)
+        _check_text("host", self.host, optional=True)
+        check_port("port", self.port, optional=True)
+        for name in ("share", "trust_remote_code", "allow_fallback", "debug"):
+            _check_bool(name, getattr(self, name))
+        if not isinstance(self.limits, Limits) or not isinstance(self.queue, QueueSettings):
+            raise ValueError("limits and queue must be Limits and QueueSettings objects")
+
     def with_overrides(self, **overrides: Any) -> AppConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ---------------------------------------------------------------- environment
 
 
 def on_space() -> bool:
@@ -68,66 +156,130 @@ def on_space() -> bool:
 
 
 def resolve_host(config: AppConfig) -> str:
+    """Command line > manifest (both in config.host) > $GRADIO_SERVER_NAME > 127.0.0.1, or 0.0.0.0 on a Space."""
     if config.host:
         return config.host
+    if os.environ.get("GRADIO_SERVER_NAME", "").strip():
+        return os.environ["GRADIO_SERVER_NAME"].strip()
     return "0.0.0.0" if on_space() else "127.0.0.1"
 
 
 def resolve_port(config: AppConfig) -> int:
     if config.port is not None:
         return config.port
-    return int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    raw = os.environ.get("GRADIO_SERVER_PORT", "").strip()
+    if not raw:
+        return 7860
+    port = int(raw) if raw.isdigit() else raw
+    check_port("GRADIO_SERVER_PORT", port)
+    return port
 
 
-def _dataclass_from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
+# ---------------------------------------------------------------- manifest
 
 
-def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+def load_manifest(path: Path = MANIFEST, *, required: bool = False) -> dict[str, Any]:
+    """The manifest as a mapping; {} when the default one is absent (an installed package has none)."""
+    path = Path(path)
     if not path.exists():
+        if required:
+            raise ValueError(f"--manifest {path}: no such file")
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ValueError(f"{path}: not valid YAML{line}: {getattr(error, 'problem', None) or error}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ValueError(f"{path}: expected a mapping with sections {', '.join(MANIFEST_SECTIONS)} at the top level")
+    unknown = sorted(str(key) for key in set(data) - set(MANIFEST_SECTIONS))
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(MANIFEST_SECTIONS)}")
     return data
 
 
-def config_from_manifest(manifest: dict[str, Any]) -> AppConfig:
-    """The app settings of `spaces.yaml` (its `app:`, `limits:` and `queue:` sections)."""
-    app = dict(manifest.get("app") or {})
-    limits = _dataclass_from_mapping(Limits, dict(manifest.get("limits") or {}), "spaces.yaml limits")
-    queue = _dataclass_from_mapping(QueueSettings, dict(manifest.get("queue") or {}), "spaces.yaml queue")
-    app_fields = {f.name for f in dataclasses.fields(AppConfig)} - {"limits", "queue"}
-    return _dataclass_from_mapping(AppConfig, {**{k: v for k, v in app.items() if k in app_fields}},
-                                   "spaces.yaml app").with_overrides(limits=limits, queue=queue)
+def _section(cls: type, manifest: dict[str, Any], section: str, source: str, exclude: tuple[str, ...] = ()) -> Any:
+    data = manifest.get(section) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: `{section}` must be a mapping of settings, got {data!r}")
+    known = sorted({f.name for f in dataclasses.fields(cls)} - set(exclude))
+    unknown = sorted(str(key) for key in set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+                         f"known in `{section}`: {', '.join(known)}")
+    try:
+        return cls(**data)
+    except ValueError as error:
+        raise ValueError(f"{source}: {section}.{error}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python app.py", description="Inside the LLM: look inside a causal LM.")
-    p.add_argument("--model", help="hub id, local path, 'bundled' or 'auto' (default: Phi-3-mini on a CUDA "
-                   "GPU, else the bundled teaching model)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="auto: bf16 on GPUs that support it, fp16 on older GPUs (T4), fp32 on CPU")
-    p.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 on a Space)")
-    p.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT or 7860)")
+def config_from_manifest(manifest: dict[str, Any], source: str = "spaces.yaml") -> AppConfig:
+    """The app settings of `spaces.yaml` (its `app:`, `limits:` and `queue:` sections), checked."""
+    limits = _section(Limits, manifest, "limits", source)
+    queue = _section(QueueSettings, manifest, "queue", source)
+    app = _section(AppConfig, manifest, "app", source, exclude=("limits", "queue"))
+    return app.with_overrides(limits=limits, queue=queue)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _arg(check, *extra: Any):
+    """An argparse `type=` that reports our own message (argparse prints it after the flag's name)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text, *extra)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix("value ")) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def _choice(text: str, choices: tuple[str, ...], aliases: dict[str, str] | None = None) -> str:
+    return _check_choice("value", text, choices, aliases)
+
+
+def _port(text: str) -> int:
+    port = int(text) if text.strip().isdigit() else text
+    check_port("value", port)
+    return port
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Inside the LLM: look inside a causal LM while it runs.")
+    p.add_argument("--model", help="'auto' (default: Phi-3-mini on a CUDA GPU, else the bundled teaching model), "
+                   "'bundled', 'smollm2' (SmolLM2-135M), a hub id or a local folder")
+    p.add_argument("--device", type=_arg(_choice, DEVICES), metavar="{" + ",".join(DEVICES) + "}")
+    p.add_argument("--dtype", type=_arg(_choice, DTYPES, DTYPE_ALIASES), metavar="{" + ",".join(DTYPES) + "}",
+                   help="auto: bf16 on GPUs that support it, fp16 on older GPUs (T4), fp32 on CPU; "
+                   "fp32, bf16 and fp16 are accepted too")
+    p.add_argument("--device-map", type=_arg(_choice, DEVICE_MAPS), metavar="{auto,none}",
+                   help="auto (default): let accelerate spread a model too big for one device; none: one device")
+    p.add_argument("--host", help="bind address (default $GRADIO_SERVER_NAME, else 127.0.0.1; 0.0.0.0 on a Space)")
+    p.add_argument("--port", type=_arg(_port), help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", default=None, help="create a public gradio.live link")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow the model repo's own Python code to run (off by default)")
     p.add_argument("--no-fallback", dest="allow_fallback", action="store_false", default=None,
                    help="fail instead of falling back to the bundled model")
-    p.add_argument("--manifest", type=Path, default=MANIFEST, help="deploy manifest (spaces.yaml)")
+    p.add_argument("--manifest", type=Path, default=None, help="deploy manifest (default: the repository's "
+                   "spaces.yaml, when there is one)")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks and debug logging")
     return p
 
 
-def config_from_args(argv: list[str] | None = None) -> AppConfig:
-    """Defaults, then the manifest, then the command line (the command line wins)."""
-    args = build_parser().parse_args(argv)
-    base = config_from_manifest(load_manifest(args.manifest))
-    return base.with_overrides(model=args.model, device=args.device, dtype=args.dtype, host=args.host,
-                               port=args.port, share=args.share, trust_remote_code=args.trust_remote_code,
-                               allow_fallback=args.allow_fallback)
+def config_from_namespace(args: argparse.Namespace) -> AppConfig:
+    """Defaults, then the manifest, then the parsed command line (the command line wins)."""
+    path = args.manifest if args.manifest is not None else MANIFEST
+    base = config_from_manifest(load_manifest(path, required=args.manifest is not None), source=str(path))
+    return base.with_overrides(model=args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
+                               host=args.host, port=args.port, share=args.share,
+                               trust_remote_code=args.trust_remote_code, allow_fallback=args.allow_fallback,
+                               debug=args.debug)
+
+
+def config_from_args(argv: list[str] | None = None, prog: str | None = None) -> AppConfig:
+    return config_from_namespace(build_parser(prog).parse_args(argv))
