@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     session, name = _session()
-    context = session.parts.max_context or 10**9
+    context = session.dims.n_ctx or 10**9
     print(f"model: {name}, {torch.get_num_threads()} threads")
     print(f"{'tokens':>6} | {'bare forward (ms)':>17} | {'full analysis (ms)':>18} | ratio")
     generator = torch.Generator().manual_seed(0)
@@ -66,7 +66,7 @@ def main() -> None:
         if n_pos > context:
             print(f"{n_pos:>6} | over the model's context of {context}")
             continue
-        ids = torch.randint(3, session.parts.d_vocab, (n_pos,), generator=generator).tolist()
+        ids = torch.randint(3, session.dims.d_vocab, (n_pos,), generator=generator).tolist()
         bare = timed(lambda ids=ids: bare_forward(session.model, ids), args.repeats)
         full = timed(lambda ids=ids: full_analysis(session, ids), args.repeats)
         print(f"{n_pos:>6} | {bare * 1e3:>17.1f} | {full * 1e3:>18.1f} | {full / bare:.2f}x")

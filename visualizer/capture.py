@@ -39,7 +39,7 @@ class ActivationCapture:
 
     def __init__(self, parts: ModelParts) -> None:
         self._local = threading.local()
-        self.n_layers = parts.n_layers
+        self.n_layers = parts.dims.n_layers
         self._handles = [parts.layers[0].register_forward_pre_hook(self._embed_hook, with_kwargs=True)]
         for layer, block in enumerate(parts.layers):
             self._handles.append(block.register_forward_hook(self._block_hook(layer)))

@@ -1,58 +1,66 @@
-"""Find the parts the views need (decoder layers, attention modules, final norm, LM head) in any causal LM.
+"""Find the parts the views need (decoder blocks, attention modules, the readout and LM head) in any causal LM.
 
-Discovered from the module tree, not from per-model tables, so a new architecture works if it looks like
-a transformer: one ModuleList of blocks, an attention submodule per block, a norm after the last block
-and an output embedding.
+Discovered from the module tree, not from per-model tables, so a new architecture works if it looks like a
+transformer: one ModuleList of blocks, an attention submodule per block, and an output embedding. What the
+model applies between its last block and the LM head (the readout: final norm, sometimes a projection) is not
+guessed once: `readout_candidates` lists the plausible ones in order, and the session's self-check keeps the
+first that reproduces the model's own logits (see visualizer/self_check.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from visualizer.dims import ModelDims, dims_from_config
+
 _ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
+_PROJECTION_NAMES = ("project_out",)  # OPT: a linear map from the residual width to the embedding width
 
 
 @dataclass(frozen=True)
 class ModelParts:
     layers: nn.ModuleList  # the decoder blocks, in order
     attentions: tuple[nn.Module, ...]  # one attention module per block
-    final_norm: nn.Module | None  # applied to the last block's output before the LM head
     lm_head: nn.Module
-    final_logit_softcap: float | None  # Gemma-2 squashes logits: cap * tanh(logits / cap)
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_model: int
-    d_head: int
-    d_vocab: int
-    max_context: int | None
+    dims: ModelDims
+    readout: tuple[nn.Module, ...] = ()  # applied to the last block's output before the LM head, in order
+    readout_names: tuple[str, ...] = ()  # their paths in the model, e.g. ('model.norm',)
+
+    @property
+    def final_norm(self) -> nn.Module | None:
+        return next((m for m in self.readout if _is_norm("", m)), None)
+
+    def with_readout(self, names: tuple[str, ...], modules: tuple[nn.Module, ...]) -> ModelParts:
+        return dataclasses.replace(self, readout=modules, readout_names=names)
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        """Final norm, then LM head (then soft-cap): the model's own readout of a residual stream."""
-        normed = self.final_norm(resid) if self.final_norm is not None else resid
-        logits = self.lm_head(normed)
-        if self.final_logit_softcap:
-            logits = torch.tanh(logits / self.final_logit_softcap) * self.final_logit_softcap
+        """What the model does after its last block: readout, LM head, logit scaling, soft-capping."""
+        for module in self.readout:
+            resid = module(resid)
+        logits = self.lm_head(resid)
+        if self.dims.logit_scale != 1.0:
+            logits = logits * self.dims.logit_scale
+        cap = self.dims.final_logit_softcap
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
         return logits
 
 
-def _config_int(config, *names: str) -> int | None:
-    for name in names:
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+def _is_norm(name: str, module: nn.Module) -> bool:
+    kind = type(module).__name__.lower()
+    return "norm" in kind or "norm" in name.lower() or name in ("ln_f",)
 
 
-def _find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    n_layers = _config_int(model.config, "num_hidden_layers", "n_layer", "num_layers")
+def _find_layers(model: nn.Module, n_layers: int) -> tuple[str, nn.ModuleList]:
     candidates = [(name, mod) for name, mod in model.named_modules()
                   if isinstance(mod, nn.ModuleList) and len(mod) == n_layers]
     if not candidates:
-        raise ValueError(f"{type(model).__name__}: no list of {n_layers} decoder blocks found")
+        raise ValueError(f"{type(model).__name__} is not supported: no list of {n_layers} decoder blocks found "
+                         "(the app needs a transformer made of repeated blocks)")
     return min(candidates, key=lambda item: item[0].count("."))  # the outermost one
 
 
@@ -60,39 +68,41 @@ def _find_attention(block: nn.Module) -> nn.Module:
     for name in _ATTENTION_NAMES:
         if isinstance(getattr(block, name, None), nn.Module):
             return getattr(block, name)
-    raise ValueError(f"{type(block).__name__}: no attention submodule among {_ATTENTION_NAMES}")
+    raise ValueError(f"{type(block).__name__} is not supported: its blocks have no attention submodule among "
+                     f"{', '.join(_ATTENTION_NAMES)}")
 
 
-def _find_final_norm(model: nn.Module, layers_path: str) -> nn.Module | None:
-    """The norm that sits beside the block list in the same parent (model.norm, transformer.ln_f, ...)."""
-    parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
+def readout_candidates(model: nn.Module, layers_path: str) -> list[tuple[tuple[str, ...], tuple[nn.Module, ...]]]:
+    """Plausible readouts, most likely first: a norm registered after the blocks (model.norm, transformer.ln_f),
+    then a norm registered before them that is not the embedding's (OPT's final_layer_norm), then none; each
+    followed by a projection when the model has one (OPT's project_out)."""
+    parent_path, _, list_name = layers_path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
-    for name, child in parent.named_children():
-        if name != layers_path.rsplit(".", 1)[-1] and ("norm" in name.lower() or name in ("ln_f",)):
-            return child
-    return None
+    children = list(parent.named_children())
+    position = [name for name, _ in children].index(list_name)
+    prefix = f"{parent_path}." if parent_path else ""
+    after = [(prefix + n, m) for n, m in children[position + 1:] if _is_norm(n, m)]
+    before = [(prefix + n, m) for n, m in children[:position] if _is_norm(n, m) and "emb" not in n.lower()]
+    projections = [(prefix + n, m) for n, m in children if n in _PROJECTION_NAMES and isinstance(m, nn.Module)]
+    options: list[list[tuple[str, nn.Module]]] = [[norm] for norm in after + before] + [[]]
+    found = []
+    for option in options:
+        for tail in ([*option, *projections], option) if projections else (option,):
+            found.append((tuple(n for n, _ in tail), tuple(m for _, m in tail)))
+    return found
 
 
-def find_model_parts(model: nn.Module) -> ModelParts:
-    config = model.config
-    layers_path, layers = _find_layers(model)
+def find_model_parts(model: nn.Module) -> tuple[ModelParts, list[tuple[tuple[str, ...], tuple[nn.Module, ...]]]]:
+    """The parts of `model` with its most likely readout, and every readout candidate for the self-check."""
+    dims = dims_from_config(model.config)
+    layers_path, layers = _find_layers(model, dims.n_layers)
     lm_head = model.get_output_embeddings()
-    if lm_head is None:
-        raise ValueError(f"{type(model).__name__} has no output embedding (LM head): not a causal LM")
-    n_heads = _config_int(config, "num_attention_heads", "n_head")
-    d_model = _config_int(config, "hidden_size", "n_embd", "d_model")
-    d_head = _config_int(config, "head_dim") or d_model // n_heads
-    return ModelParts(
-        layers=layers,
-        attentions=tuple(_find_attention(block) for block in layers),
-        final_norm=_find_final_norm(model, layers_path),
-        lm_head=lm_head,
-        final_logit_softcap=getattr(config, "final_logit_softcapping", None),
-        n_layers=len(layers),
-        n_heads=n_heads,
-        n_kv_heads=_config_int(config, "num_key_value_heads", "n_kv_heads") or n_heads,
-        d_model=d_model,
-        d_head=d_head,
-        d_vocab=lm_head.weight.shape[0],
-        max_context=_config_int(config, "max_position_embeddings", "n_positions", "n_ctx"),
-    )
+    if lm_head is None or getattr(lm_head, "weight", None) is None:
+        raise ValueError(f"{type(model).__name__} is not supported: it has no output embedding (LM head), so it "
+                         "is not a causal language model")
+    dims = dataclasses.replace(dims, d_vocab=int(lm_head.weight.shape[0]))
+    candidates = readout_candidates(model, layers_path)
+    names, modules = candidates[0]
+    parts = ModelParts(layers=layers, attentions=tuple(_find_attention(block) for block in layers), lm_head=lm_head,
+                       dims=dims, readout=modules, readout_names=names)
+    return parts, candidates

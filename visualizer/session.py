@@ -33,9 +33,12 @@ from visualizer.analysis.sampling import (
 )
 from visualizer.capture import ActivationCapture
 from visualizer.config import AppConfig
+from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
-from visualizer.model_parts import ModelParts, find_model_parts
-from visualizer.trace import Trace, build_trace, pattern_bytes, storage_dtype
+from visualizer.model_parts import find_model_parts
+from visualizer.self_check import run_self_check
+from visualizer.tokens import encode_prompt
+from visualizer.trace import Trace, TraceOptions, build_trace, input_device, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
@@ -93,8 +96,16 @@ class ModelSession:
         self.tokenizer = tokenizer
         self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.banner = banner
-        self.parts: ModelParts = find_model_parts(model)
-        self.capture = ActivationCapture.of(model, self.parts)
+        parts, readouts = find_model_parts(model)
+        self.capture = ActivationCapture.of(model, parts)
+        self.checks, self.parts = run_self_check(model, parts, self.capture, readouts)
+        self.dims: ModelDims = self.parts.dims
+        self.trace_options = TraceOptions(
+            top_k=self.config.limits.max_top_k, attention_store_bytes=self.config.limits.attention_store_bytes,
+            lens_unavailable=self.checks.lens.message, attention_unavailable=self.checks.attention.message)
+        for check in (self.checks.lens, self.checks.attention, self.checks.resid):
+            if check.message:
+                log.warning(check.message)
         self.lock = ReadWriteLock()
         self.forward_passes = 0
         self._count_lock = threading.Lock()
@@ -113,16 +124,18 @@ class ModelSession:
 
     @property
     def device(self) -> torch.device:
-        return self.parts.lm_head.weight.device
+        """Where token ids go (the input embedding's device; a dispatched model spreads over several)."""
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
+        """The weights' dtype (the LM head's: every part of a loaded model shares it)."""
         return self.parts.lm_head.weight.dtype
 
     @property
     def max_prompt_tokens(self) -> int:
         limit = self.config.limits.max_prompt_tokens
-        return min(limit, self.parts.max_context) if self.parts.max_context else limit
+        return min(limit, self.dims.n_ctx) if self.dims.n_ctx else limit
 
     @property
     def display_name(self) -> str:
@@ -138,26 +151,13 @@ class ModelSession:
     # ----- prompts -------------------------------------------------------------------------------------
     def encode(self, text: Any, max_tokens: int | None = None) -> torch.Tensor:
         """Token ids [pos] of a prompt, or a ValueError a learner can act on."""
-        if not isinstance(text, str):
-            raise ValueError(f"the prompt must be text, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError("The prompt is empty: type some text first.")
-        limit = max_tokens or self.max_prompt_tokens
-        if len(text) > limit * 64:  # no tokenizer yields fewer than one token per 64 characters here
-            raise ValueError(f"The prompt has {len(text):,} characters, far more than the {limit:,}-token "
-                             "limit: shorten it.")
-        ids = self.tokenizer(text, return_tensors="pt").input_ids[0]
-        if len(ids) == 0:
-            raise ValueError("The prompt produced no tokens.")
-        if len(ids) > limit:
-            context = f" (the model's context is {self.parts.max_context:,})" if self.parts.max_context else ""
-            raise ValueError(f"The prompt has {len(ids):,} tokens; the limit here is {limit:,}{context}. "
-                             "Shorten it.")
-        return ids
+        ids = encode_prompt(self.tokenizer, text if isinstance(text, str) else _not_text(text),
+                            max_tokens or self.max_prompt_tokens, n_ctx=self.dims.n_ctx)
+        return torch.tensor(ids, dtype=torch.long)
 
     def estimate_trace_bytes(self, n_pos: int) -> int:
         """Working set of one trace: one layer's attention on the device, logits, residuals, kept patterns."""
-        p = self.parts
+        p = self.dims
         elt = self.dtype.itemsize
         one_layer_attention = 3 * p.n_heads * n_pos * n_pos * max(elt, 4)
         logits = 3 * n_pos * p.d_vocab * 4
@@ -176,11 +176,9 @@ class ModelSession:
     def ids_of(self, prompt: str | list[int]) -> torch.Tensor:
         """Token ids [pos] of a prompt given as text, or as ids already (step-through keeps ids)."""
         if isinstance(prompt, list | tuple):
-            if not prompt or not all(isinstance(i, int) and 0 <= i < self.parts.d_vocab for i in prompt):
-                raise ValueError(f"token ids must be integers from 0 to {self.parts.d_vocab - 1}")
-            if len(prompt) > self.max_prompt_tokens:
-                raise ValueError(f"{len(prompt):,} tokens; the limit here is {self.max_prompt_tokens:,}.")
-            return torch.tensor(prompt, dtype=torch.long)
+            ids = encode_prompt(self.tokenizer, list(prompt), self.max_prompt_tokens, d_vocab=self.dims.d_vocab,
+                                n_ctx=self.dims.n_ctx)
+            return torch.tensor(ids, dtype=torch.long)
         return self.encode(prompt)
 
     def trace(self, prompt: str | list[int]) -> Trace:
@@ -218,8 +216,7 @@ class ModelSession:
     def _compute_trace(self, text: str, ids: torch.Tensor) -> Trace:
         with self.lock.shared(), _released_on_oom(self.device):
             self._count_forward()
-            return build_trace(self.model, self.parts, self.capture, self.tokenizer, text, ids,
-                               self.config.limits.attention_store_bytes)
+            return build_trace(self.model, self.parts, self.capture, self.tokenizer, text, ids, self.trace_options)
 
     def _remember(self, key: tuple[int, ...], trace: Trace) -> None:
         size = trace.nbytes
@@ -246,7 +243,7 @@ class ModelSession:
     # ----- generation ----------------------------------------------------------------------------------
     def check_new_tokens(self, n_pos: int, n_new) -> int:
         n_new = whole_number(n_new, "number of new tokens", 1, self.config.limits.max_new_tokens)
-        context = self.parts.max_context
+        context = self.dims.n_ctx
         if context and n_pos + n_new > context:
             raise ValueError(f"{n_pos:,} prompt tokens + {n_new:,} new tokens exceed the model's context of "
                              f"{context:,} tokens.")
@@ -258,7 +255,7 @@ class ModelSession:
         ids = self.ids_of(prompt)
         n_steps = self.check_new_tokens(len(ids), n_steps)
         if first_token is not None:
-            first_token = whole_number(first_token, "token id", 0, self.parts.d_vocab - 1)
+            first_token = whole_number(first_token, "token id", 0, self.dims.d_vocab - 1)
         yield from gpu.stream_on_device(self.key, "_generate_steps", ids, n_steps, first_token,
                                         gpu_seconds=10 + n_steps / 5)
 
@@ -323,6 +320,7 @@ class ModelSession:
     # ----- on-demand slices that need the weights, not a forward pass ---------------------------------
     def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
         """[head, query_pos, key_pos] of one layer: from the trace, or one recomputation if it was too big."""
+        trace.check_attention()
         layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
         if trace.attention_patterns is not None:
             return trace.attention_patterns[layer]
@@ -349,13 +347,19 @@ class ModelSession:
 
     def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
         """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position (weights only, no forward)."""
+        trace.check_lens()
         pos = whole_number(pos, "position", 0, trace.n_pos - 1)
         return gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos], gpu_seconds=10)
 
     def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:
         with self.lock.shared(), torch.inference_mode():
-            logits = self.parts.unembed(resid_at_pos.to(self.device, self.dtype))  # [layer, d_vocab]
+            head = self.parts.lm_head.weight
+            logits = self.parts.unembed(resid_at_pos.to(head.device, head.dtype))  # [layer, d_vocab]
             return torch.log_softmax(logits.float(), -1).cpu()
+
+
+def _not_text(value: Any) -> str:
+    raise ValueError(f"The prompt must be text, got {type(value).__name__}.")
 
 
 def _as_seconds(value: Any) -> int:

@@ -16,10 +16,19 @@ from torch import nn
 
 from visualizer.analysis.attention import head_metrics
 from visualizer.capture import ActivationCapture
+from visualizer.dims import ModelDims
 from visualizer.model_parts import ModelParts
 from visualizer.tokens import visible_token
 
-TOP_K_KEPT = 50  # candidates kept per position; the UI's k is capped at this
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """How much one trace keeps: set by the session from its Limits and its self-check."""
+
+    top_k: int = 50  # candidates kept per position (Limits.max_top_k)
+    attention_store_bytes: int = 512 * 2**20  # patterns of all layers are kept only below this
+    lens_unavailable: str | None = None  # the self-check's message when the lens cannot reproduce the logits
+    attention_unavailable: str | None = None  # ... when the hooks cannot read the attention patterns
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,23 +38,42 @@ class Trace:
     token_strs: list[str]  # the tokenizer's own pieces (e.g. 'ĠParis')
     token_texts: list[str]  # each token decoded on its own (e.g. ' Paris')
     special: list[bool]  # BOS/EOS/pad and other special tokens
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_model: int
-    d_vocab: int
+    dims: ModelDims
+    d_vocab: int  # the logits' width (the LM head's rows; may exceed the tokenizer's vocabulary)
     topk_ids: np.ndarray  # [pos, k] next-token candidates after each position, most likely first
     topk_probs: np.ndarray  # [pos, k] float32
     entropy: np.ndarray  # [pos] nats of the next-token distribution
     actual_next_probs: np.ndarray  # [pos - 1] probability given to the token that really came next
     actual_next_ranks: np.ndarray  # [pos - 1] its rank (0 = top-1)
     last_logits: torch.Tensor  # [d_vocab] float32, for the sampling lab
-    lens_top_ids: np.ndarray  # [n_layers + 1, pos] logit-lens top-1 at each layer (row 0: embeddings)
-    lens_top_probs: np.ndarray  # [n_layers + 1, pos] float32
+    lens_top_ids: np.ndarray | None  # [n_layers + 1, pos] logit-lens top-1 at each layer (row 0: embeddings)
+    lens_top_probs: np.ndarray | None  # [n_layers + 1, pos] float32; None when the lens is unavailable
     resid: torch.Tensor  # [n_layers + 1, pos, d_model] residual stream, CPU
     attention_metrics: dict[str, np.ndarray]  # name -> [layer, head] float32
     attention_patterns: torch.Tensor | None  # [layer, head, query_pos, key_pos], None if over budget
     notes: tuple[str, ...] = field(default=())
+    lens_unavailable: str | None = None  # why the logit lens is not shown for this model
+    attention_unavailable: str | None = None  # why attention is not shown for this model
+
+    @property
+    def n_layers(self) -> int:
+        return self.dims.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.dims.n_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.dims.n_kv_heads
+
+    @property
+    def d_model(self) -> int:
+        return self.dims.d_model
+
+    @property
+    def d_head(self) -> int:
+        return self.dims.d_head
 
     @property
     def n_pos(self) -> int:
@@ -62,10 +90,20 @@ class Trace:
     def token_labels(self) -> list[str]:
         return [visible_token(t) for t in self.token_texts]
 
+    def check_lens(self) -> None:
+        """Raise the self-check's message when this model's logit lens cannot be trusted."""
+        if self.lens_unavailable:
+            raise ValueError(self.lens_unavailable)
+
+    def check_attention(self) -> None:
+        if self.attention_unavailable:
+            raise ValueError(self.attention_unavailable)
+
     @property
     def nbytes(self) -> int:
         arrays = [self.token_ids, self.topk_ids, self.topk_probs, self.entropy, self.actual_next_probs,
-                  self.actual_next_ranks, self.lens_top_ids, self.lens_top_probs, *self.attention_metrics.values()]
+                  self.actual_next_ranks, *self.attention_metrics.values()]
+        arrays += [a for a in (self.lens_top_ids, self.lens_top_probs) if a is not None]
         tensors = [self.last_logits, self.resid]
         if self.attention_patterns is not None:
             tensors.append(self.attention_patterns)
@@ -82,15 +120,21 @@ def storage_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if model_dtype == torch.float32 else torch.float16
 
 
+def input_device(model: nn.Module) -> torch.device:
+    """Where token ids go: the input embedding's device (a dispatched model spreads over several)."""
+    return model.get_input_embeddings().weight.device
+
+
 @torch.inference_mode()
 def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture, tokenizer,
-                text: str, input_ids: torch.Tensor, attention_store_bytes: int) -> Trace:
+                text: str, input_ids: torch.Tensor, options: TraceOptions = TraceOptions()) -> Trace:
     """Run the model once on `input_ids` [pos] and collect every view's raw material."""
-    device = parts.lm_head.weight.device
-    ids = input_ids.to(device)[None]  # [batch=1, pos]
+    dims = parts.dims
+    ids = input_ids.to(input_device(model))[None]  # [batch=1, pos]
     n_pos = ids.shape[1]
     keep = storage_dtype(parts.lm_head.weight.dtype)
-    store_patterns = pattern_bytes(parts.n_layers, parts.n_heads, n_pos, keep.itemsize) <= attention_store_bytes
+    all_pattern_bytes = pattern_bytes(dims.n_layers, dims.n_heads, n_pos, keep.itemsize)
+    store_patterns = options.attention_unavailable is None and all_pattern_bytes <= options.attention_store_bytes
     metrics: dict[str, list[torch.Tensor]] = {}
     patterns: list[torch.Tensor] = []
 
@@ -101,48 +145,56 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
         if store_patterns:
             patterns.append(layer_pattern.to(keep).cpu())
 
-    with capture.record(want_resid=True, on_attention=on_attention) as recorder:
+    sink = None if options.attention_unavailable else on_attention
+    with capture.record(want_resid=True, on_attention=sink) as recorder:
         logits = model(input_ids=ids, use_cache=False).logits[0].float()  # [pos, d_vocab]
-    resid = torch.stack([r[0] for r in recorder.resid])  # [n_layers + 1, pos, d_model]
+    resid = torch.stack([r[0].to(logits.device) for r in recorder.resid])  # [n_layers + 1, pos, d_model]
 
     log_probs = torch.log_softmax(logits, -1)  # [pos, d_vocab]
-    k = min(TOP_K_KEPT, logits.shape[-1])
+    k = min(options.top_k, logits.shape[-1])
     top_log_probs, top_ids = log_probs.topk(k, dim=-1)  # [pos, k]
     entropy = -(log_probs.exp() * log_probs).sum(-1)  # [pos]
-    next_ids = ids[0, 1:]  # [pos - 1]
+    next_ids = ids[0, 1:].to(logits.device)  # [pos - 1]
     next_log_probs = log_probs[:-1].gather(-1, next_ids[:, None])[:, 0]  # [pos - 1]
     next_ranks = (log_probs[:-1] > next_log_probs[:, None]).sum(-1)  # [pos - 1]
-
-    lens_ids, lens_probs = [], []
-    for layer_resid in resid:  # one layer at a time: [pos, d_vocab] is the largest temporary
-        lens_log_probs = torch.log_softmax(parts.unembed(layer_resid).float(), -1)
-        top = lens_log_probs.max(-1)
-        lens_ids.append(top.indices.cpu())
-        lens_probs.append(top.values.exp().cpu())
+    lens_ids, lens_probs = (None, None) if options.lens_unavailable else _lens_top(parts, resid)
 
     token_ids = input_ids.cpu().numpy().astype(np.int64)
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    notes = () if store_patterns or options.attention_unavailable else (
+        f"Attention patterns of all {dims.n_layers} layers would take {all_pattern_bytes / 2**20:,.0f} MiB: only "
+        "the summary grid is kept, and each layer is recomputed when you open it.",)
     return Trace(
         text=text,
         token_ids=token_ids,
         token_strs=list(tokenizer.convert_ids_to_tokens(token_ids.tolist())),
         token_texts=[tokenizer.decode([int(i)]) for i in token_ids],
         special=[int(i) in special_ids for i in token_ids],
-        n_layers=parts.n_layers, n_heads=parts.n_heads, n_kv_heads=parts.n_kv_heads,
-        d_model=parts.d_model, d_vocab=logits.shape[-1],
+        dims=dims, d_vocab=logits.shape[-1],
         topk_ids=top_ids.cpu().numpy(),
         topk_probs=top_log_probs.exp().cpu().numpy(),
         entropy=entropy.cpu().numpy(),
         actual_next_probs=next_log_probs.exp().cpu().numpy(),
         actual_next_ranks=next_ranks.cpu().numpy(),
         last_logits=logits[-1].cpu().clone(),
-        lens_top_ids=torch.stack(lens_ids).numpy(),
-        lens_top_probs=torch.stack(lens_probs).numpy(),
+        lens_top_ids=lens_ids,
+        lens_top_probs=lens_probs,
         resid=resid.cpu(),  # model dtype: fp16 could overflow on outlier activations
         attention_metrics={name: torch.stack(values).numpy() for name, values in metrics.items()},
         attention_patterns=torch.stack(patterns) if store_patterns else None,
-        notes=() if store_patterns else (
-            f"Attention patterns of all {parts.n_layers} layers would take "
-            f"{pattern_bytes(parts.n_layers, parts.n_heads, n_pos, keep.itemsize) / 2**20:,.0f} MiB: only the "
-            "summary grid is kept, and each layer is recomputed when you open it.",),
+        notes=notes,
+        lens_unavailable=options.lens_unavailable,
+        attention_unavailable=options.attention_unavailable,
     )
+
+
+def _lens_top(parts: ModelParts, resid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 id and probability of the logit lens at every layer and position: [n_layers + 1, pos] each."""
+    device = parts.lm_head.weight.device
+    lens_ids, lens_probs = [], []
+    for layer_resid in resid:  # one layer at a time: [pos, d_vocab] is the largest temporary
+        lens_log_probs = torch.log_softmax(parts.unembed(layer_resid.to(device)).float(), -1)
+        top = lens_log_probs.max(-1)
+        lens_ids.append(top.indices.cpu())
+        lens_probs.append(top.values.exp().cpu())
+    return torch.stack(lens_ids).numpy(), torch.stack(lens_probs).numpy()

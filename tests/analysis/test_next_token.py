@@ -15,8 +15,8 @@ def test_tokenization_chips_and_shapes(session):
     tok = tokenization(trace)
     assert tok.count == trace.n_pos == len(tok.chips)
     assert tok.ids_printed.startswith("tensor([[") and str(int(trace.token_ids[0])) in tok.ids_printed
-    assert tok.hidden_shape == (1, trace.n_pos, session.parts.d_model)
-    assert tok.logits_shape == (1, trace.n_pos, session.parts.d_vocab)
+    assert tok.hidden_shape == (1, trace.n_pos, session.dims.d_model)
+    assert tok.logits_shape == (1, trace.n_pos, session.dims.d_vocab)
     joined = "".join(c.text for c in tok.chips)
     assert "↵" in joined and "␣" in joined and " " not in joined
     assert tok.chips[0].next_prob is None and all(0 < c.next_prob <= 1 for c in tok.chips[1:])

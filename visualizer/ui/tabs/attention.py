@@ -58,7 +58,7 @@ def bertviz_views(session, source, layer) -> tuple[str, str, str]:
 
 
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
-    parts = session.parts
+    parts = session.dims
     gr.Markdown(INTRO)
     with gr.Row():
         layer = gr.Slider(0, parts.n_layers - 1, value=0, step=1, label="layer", elem_id="itl-attn-layer")

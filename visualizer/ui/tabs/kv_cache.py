@@ -63,7 +63,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     @user_errors
     def on_sweep(prompt_text, seq):
         ids = list(map(int, session.ids_of(prompt_or_sequence(prompt_text, seq))))
-        room = (session.parts.max_context or 10**9) - len(ids)  # the sweep's longest run must fit the context
+        room = (session.dims.n_ctx or 10**9) - len(ids)  # the sweep's longest run must fit the context
         lengths = default_sweep_lengths(min(limits.max_sweep_new_tokens, room), min(5, limits.max_sweep_points))
         for update in session.kv_sweep(ids, lengths, 1):
             yield update.message, sweep_figure(update.result or update)
