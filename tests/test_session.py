@@ -204,3 +204,11 @@ def test_zero_gpu_wrapper_is_identity_off_spaces():
 
     assert not gpu.ZERO_GPU
     assert gpu._duration(0, "x", gpu_seconds=1000) == 300 and gpu._duration(0, "x", gpu_seconds=1) == 5
+
+
+def test_session_implements_the_closed_backend_interface():
+    from visualizer.backend import ModelBackend
+
+    session = make_tiny_session("llama")
+    assert isinstance(session, ModelBackend)
+    assert not hasattr(session, "call") and not hasattr(session, "stream") and not hasattr(session, "stream_timed")

@@ -138,6 +138,10 @@ class ModelSession:
         return min(limit, self.dims.n_ctx) if self.dims.n_ctx else limit
 
     @property
+    def n_params(self) -> int:
+        return sum(t.numel() for t in self.model.parameters())
+
+    @property
     def display_name(self) -> str:
         if self.source == str(bundled_model_dir()):
             return "bundled teaching model (Phi-3 architecture, trained on this project's corpus)"

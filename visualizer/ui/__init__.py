@@ -21,7 +21,7 @@ EXAMPLES = [
 
 def _model_line(session) -> str:
     p = session.dims
-    n_params = sum(t.numel() for t in session.model.parameters())
+    n_params = session.n_params
     return (f"**Model:** {html.escape(session.display_name)} · {n_params:,} parameters · {p.n_layers} layers · "
             f"{p.n_heads} heads ({p.n_kv_heads} KV) · hidden {p.d_model} · vocab {p.d_vocab:,} · "
             f"{session.device.type} · {str(session.dtype).replace('torch.', '')}")

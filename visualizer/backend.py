@@ -1,0 +1,70 @@
+"""What the tabs may ask of the model: the closed interface of `ModelSession`, declared as a Protocol.
+
+The UI (and any notebook or benchmark) talks to the model only through these named, typed methods; nothing
+runs an arbitrary function next to the model. `ModelSession` implements it (tests/test_session.py checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # the Protocol costs no imports at run time
+    import torch
+
+    from visualizer.analysis.architecture import ArchitectureReport
+    from visualizer.analysis.generation import Step
+    from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate
+    from visualizer.analysis.sampling import BatchResult, ContinuationsStep, SamplingSettings
+    from visualizer.config import AppConfig
+    from visualizer.dims import ModelDims
+    from visualizer.self_check import SelfCheck
+    from visualizer.trace import Trace
+
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    config: AppConfig
+    dims: ModelDims
+    checks: SelfCheck  # the load-time self-check: which views this model can show truthfully
+    tokenizer: Any  # read-only: analysis functions decode token labels with it
+    banner: str | None  # why this is not the model that was asked for, if it is not
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def max_prompt_tokens(self) -> int: ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    def ids_of(self, prompt: str | list[int]) -> torch.Tensor:
+        """Token ids [pos] of a prompt, or a ValueError a learner can act on."""
+
+    def trace(self, prompt: str | list[int]) -> Trace:
+        """One forward pass's views of a prompt, cached by token ids."""
+
+    def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
+        """[head, query_pos, key_pos] attention weights of one layer."""
+
+    def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
+        """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position."""
+
+    def generate_steps(self, prompt: str | list[int], n_steps: int,
+                       first_token: int | None = None) -> Iterator[Step]: ...
+
+    def sample_continuations(self, prompt: str | list[int], settings: SamplingSettings, n_samples: int,
+                             n_tokens: int) -> Iterator[ContinuationsStep]: ...
+
+    def batch_generate(self, prompts: list[str], n_tokens: int = 10) -> BatchResult: ...
+
+    def kv_race(self, prompt: str | list[int], n_new_tokens: int, n_repeats: int,
+                update_interval_s: float = 0.2) -> Iterator[RaceUpdate]: ...
+
+    def kv_sweep(self, prompt: str | list[int], lengths: list[int], n_repeats: int = 1) -> Iterator[SweepUpdate]: ...
+
+    def architecture(self) -> ArchitectureReport: ...
+
+    def clear_cache(self) -> None: ...
