@@ -42,17 +42,69 @@ TINY_CONFIGS: dict[str, tuple[str, dict]] = {
 
 ARCHITECTURES = list(TINY_CONFIGS)
 
+# The zoo: every family above plus the layouts whose rules differ (ALiBi, parallel attention + MLP, multi-query,
+# Falcon's new decoder architecture, mixtures of experts, logit scaling, a norm before the blocks, an embedding
+# layernorm, a projection after the final norm). name -> (model_type, overrides, expected KV heads)
+_T = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128)
+ZOO_CONFIGS: dict[str, tuple[str, dict]] = {
+    **TINY_CONFIGS,
+    "bloom": ("bloom", dict(hidden_size=32, n_layer=2, n_head=4)),  # ALiBi, embedding layernorm
+    "falcon_40b_layout": ("falcon", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
+                                         new_decoder_architecture=True, multi_query=True, alibi=False,
+                                         max_position_embeddings=128)),
+    "falcon_7b_layout": ("falcon", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, multi_query=True,
+                                        parallel_attn=True, new_decoder_architecture=False, alibi=False,
+                                        max_position_embeddings=128)),
+    "falcon_alibi": ("falcon", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, multi_query=False,
+                                    parallel_attn=False, new_decoder_architecture=False, alibi=True,
+                                    max_position_embeddings=128)),
+    "gpt_bigcode": ("gpt_bigcode", dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, multi_query=True)),
+    "mixtral": ("mixtral", dict(_T, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)),
+    "qwen2_moe": ("qwen2_moe", dict(_T, num_key_value_heads=2, moe_intermediate_size=16,
+                                    shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2)),
+    "cohere": ("cohere", dict(_T, num_key_value_heads=2, logit_scale=0.5)),  # logit scaling, parallel blocks
+    "granite": ("granite", dict(_T, num_key_value_heads=2, logits_scaling=4.0)),  # logits divided
+    "gptj": ("gptj", dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, rotary_dim=4)),
+    "phi": ("phi", dict(_T)),  # parallel attention + MLP, partial rotary
+    "opt": ("opt", dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                        max_position_embeddings=128, word_embed_proj_dim=32)),  # final norm declared before blocks
+    "opt_projected": ("opt", dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                                  max_position_embeddings=128, word_embed_proj_dim=16)),  # project_out after it
+    "mpt": ("mpt", dict(d_model=32, n_layers=2, n_heads=4, max_seq_len=128, expansion_ratio=2)),  # ALiBi
+    "stablelm": ("stablelm", dict(_T, num_key_value_heads=2)),
+    "starcoder2": ("starcoder2", dict(_T, num_key_value_heads=2)),
+    "olmo2": ("olmo2", dict(_T, num_key_value_heads=2)),  # norms after attention and MLP
+    "codegen": ("codegen", dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, rotary_dim=4)),
+    "gpt_neo": ("gpt_neo", dict(hidden_size=32, num_layers=2, num_heads=4, max_position_embeddings=128,
+                                attention_types=[[["global", "local"], 1]], window_size=16)),
+}
+ZOO = list(ZOO_CONFIGS)
+UNSUPPORTED_CONFIGS = {"mamba": ("mamba", dict(hidden_size=32, num_hidden_layers=2, state_size=4))}
+
 
 def tiny_config(name: str):
-    model_type, overrides = TINY_CONFIGS[name]
+    model_type, overrides = {**ZOO_CONFIGS, **UNSUPPORTED_CONFIGS}[name]
     return AutoConfig.for_model(model_type, **_COMMON, **overrides)
+
+
+def randomize_norms(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """Norm weights away from their initial identity (1 and 0), which would hide a wrong or missing norm."""
+    with torch.no_grad():
+        for module in model.modules():
+            if "norm" not in type(module).__name__.lower():
+                continue
+            for name, param in module.named_parameters(recurse=False):
+                noise = torch.randn(param.shape, generator=generator)
+                param.copy_(1.0 + 0.5 * noise if name == "weight" else 0.2 * noise)
 
 
 @functools.cache
 def tiny_model(name: str, attn_implementation: str = "eager") -> PreTrainedModel:
-    """A seeded random model; cached because building one costs ~0.1 s and tests share it read-only."""
+    """A seeded random model with random norms; cached because building one costs ~0.1 s and tests share it
+    read-only."""
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(tiny_config(name), attn_implementation=attn_implementation)
+    randomize_norms(model, torch.Generator().manual_seed(1))
     return model.eval()
 
 

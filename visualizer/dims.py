@@ -38,6 +38,7 @@ class ModelDims:
     n_experts_per_token: int = 0
     sliding_window: int | None = None
     layer_types: tuple[str, ...] = field(default=())  # "full_attention" | "sliding_attention" | ... per layer
+    n_cached_kv_heads: int = 0  # KV heads transformers' cache really stores per layer (0: n_kv_heads)
 
     @property
     def kv_sharing(self) -> KvSharing:
@@ -53,6 +54,12 @@ class ModelDims:
     def d_kv(self) -> int:
         """Width of the keys (and of the values) of one token in one layer: n_kv_heads x d_head."""
         return self.n_kv_heads * self.d_head
+
+    @property
+    def d_cached_kv(self) -> int:
+        """Width of one token's keys in transformers' cache: Falcon's new decoder architecture broadcasts its
+        KV heads to every query head before caching, so its cache is n_heads / n_kv_heads times the formula."""
+        return (self.n_cached_kv_heads or self.n_kv_heads) * self.d_head
 
     @property
     def d_q(self) -> int:
@@ -209,4 +216,9 @@ def dims_from_config(config: Any) -> ModelDims:
         n_experts_per_token=_count(cfg, "num_experts_per_tok", "moe_top_k", "num_experts_per_token") or 0,
         sliding_window=int(window) if window else None,
         layer_types=_layer_types(cfg, n_layers),
+        n_cached_kv_heads=n_heads if _broadcasts_kv_before_caching(cfg) else n_kv_heads,
     )
+
+
+def _broadcasts_kv_before_caching(cfg: Any) -> bool:
+    return getattr(cfg, "model_type", "") == "falcon" and bool(getattr(cfg, "new_decoder_architecture", False))

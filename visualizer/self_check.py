@@ -49,6 +49,8 @@ def _tolerance(dtype: torch.dtype, scale: float) -> float:
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.shape != b.shape:
+        return float("inf")
     return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
 
 
@@ -124,9 +126,11 @@ def _check_resid(model, parts: ModelParts, resid: list[torch.Tensor | None], hid
                            f"{sum(r is not None for r in resid)} of {len(resid)} stages.")
     theirs = [h[0] for h in hidden_states]
     diffs = [_max_diff(mine, ref) for mine, ref in zip(resid[:-1], theirs[:-1], strict=True)]
-    last, norm = resid[-1], parts.final_norm  # families differ: the last entry is taken before or after the norm
-    normed = norm(last) if norm is not None else last
-    diffs.append(min(_max_diff(last, theirs[-1]), _max_diff(normed, theirs[-1])))
+    last = resid[-1]  # families differ: their last entry is the last block's output, or it after the readout
+    stages = [last]
+    for module in parts.readout:
+        stages.append(module(stages[-1]))
+    diffs.append(min(_max_diff(stage, theirs[-1]) for stage in stages))
     diff = max(diffs)
     if diff > _tolerance(dtype, max(float(t.abs().max()) for t in theirs)):
         return CheckResult(False, diff, f"The residual stream is unavailable for {name}: the captured stream "

@@ -27,11 +27,12 @@ def bytes_per_value(dtype: str | float) -> float:
 
 
 def kv_cache_bytes(dims: ModelDims, n_tokens: int, batch: int = 1, dtype: str | float = 2,
-                   sliding: bool = False) -> int:
+                   sliding: bool = False, as_cached: bool = False) -> int:
     """2 (K and V) x layers x batch x tokens x n_kv_heads x d_head x bytes.
 
     With sliding=True, sliding-window layers hold at most sliding_window - 1 tokens, as transformers'
-    DynamicSlidingWindowLayer stores them (the current token makes up the window).
+    DynamicSlidingWindowLayer stores them (the current token makes up the window). With as_cached=True, the
+    width transformers' cache really stores (see ModelDims.d_cached_kv), for comparing with a measured cache.
     """
     if n_tokens < 0 or batch < 1:
         raise ValueError(f"Need tokens >= 0 and batch >= 1, got tokens={n_tokens}, batch={batch}.")
@@ -40,7 +41,8 @@ def kv_cache_bytes(dims: ModelDims, n_tokens: int, batch: int = 1, dtype: str | 
     token_layers = (dims.n_layers - n_sliding) * n_tokens
     if n_sliding:
         token_layers += n_sliding * min(n_tokens, max(dims.sliding_window - 1, 0))
-    return round(2 * token_layers * batch * dims.d_kv * n_bytes)
+    width = dims.d_cached_kv if as_cached else dims.d_kv
+    return round(2 * token_layers * batch * width * n_bytes)
 
 
 def naive_kv_cache_bytes(dims: ModelDims, n_tokens: int, batch: int = 1, dtype: str | float = 2) -> int:

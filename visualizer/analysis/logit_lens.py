@@ -37,6 +37,8 @@ def row_labels(n_layers: int) -> list[str]:
 
 
 def lens_grid(trace: Trace, tokenizer) -> LensGrid:
+    """The lens's top-1 token and its probability at every layer and position."""
+    trace.check_lens()
     vocab_labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(trace.lens_top_ids)}
     top_labels = [[vocab_labels[int(i)] for i in row] for row in trace.lens_top_ids]
     return LensGrid(row_labels(trace.n_layers), trace.token_labels(), top_labels, trace.lens_top_probs)
@@ -48,6 +50,7 @@ def target_trajectory(trace: Trace, tokenizer, lens_log_probs: torch.Tensor, pos
 
     The default target is the model's final top-1 at that position.
     """
+    trace.check_lens()
     if target_id is None:
         target_id = int(lens_log_probs[-1].argmax())
     if not 0 <= target_id < lens_log_probs.shape[-1]:
