@@ -39,8 +39,9 @@ def build_demo(session) -> gr.Blocks:
         prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0], lines=2, elem_id="itl-prompt",
                             max_length=session.max_prompt_tokens * 64)
         gr.Examples(EXAMPLES, inputs=prompt, label="try")
-        sequence = gr.State(None)  # the step-through token ids of this user; None = use the prompt text
-        prompt.input(lambda: None, None, sequence, api_visibility="private", queue=False)
+        # This user's step-through sequence, {"prompt", "ids", "rows"}: used only while the prompt box still holds
+        # the text it grew from, so a new prompt by any route (typing, an example, the API) discards it.
+        sequence = gr.State(None)
         with gr.Tabs():
             for tab in TABS:
                 with gr.Tab(tab.TITLE, id=tab.__name__.rsplit(".", 1)[-1]):

@@ -5,7 +5,8 @@ For the loaded model, or for any known or pasted config built on the `meta` devi
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -26,7 +27,7 @@ from visualizer.figures.architecture import (
     parameter_breakdown_figure,
     weight_memory_markdown,
 )
-from visualizer.ui.common import check_choice, user_errors
+from visualizer.ui.common import check_choice, unchanged, wire
 from visualizer.validation import whole_number
 
 TITLE = "Architecture"
@@ -67,13 +68,36 @@ def kv_text(report, tokens, batch, dtype) -> str:
     return kv_cache_markdown(kv_cache_estimate(report.kv_spec, tokens, batch, dtype))
 
 
-def architecture_view(session, source, known, pasted, tokens, batch, dtype):
-    report = report_for(session, source, known, pasted)
-    return (architecture_overview_markdown(report), module_tree_html(report.tree),
-            parameter_breakdown_figure(report.breakdown),
-            fused_projections_markdown(report.fused) or "No fused projections in this model.",
-            weight_memory_markdown(report.weight_memory, report.n_params),
-            kv_text(report, tokens, batch, dtype), config_summary_markdown(report.summary), _roles_markdown(report))
+@dataclass(frozen=True)
+class ArchitectureOutputs:
+    overview: Any = unchanged()  # Markdown: name, sizes, parameter count
+    tree: Any = unchanged()  # HTML: the collapsible module tree
+    breakdown: Any = unchanged()  # figure: where the parameters are
+    fused: Any = unchanged()  # Markdown: fused projections split into their parts
+    memory: Any = unchanged()  # Markdown: weight memory per dtype
+    kv: Any = unchanged()  # Markdown: the KV-cache calculator's answer
+    summary: Any = unchanged()  # Markdown: the config's main numbers
+    roles: Any = unchanged()  # Markdown: what each kind of part does
+
+
+def architecture_view(session, source: str, known_model: str | None, pasted_config: str | None, kv_tokens: int,
+                      kv_batch: int, kv_dtype: str) -> ArchitectureOutputs:
+    """The module tree, parameter counts, fused projections, memory and KV cache of a model or a config."""
+    report = report_for(session, source, known_model, pasted_config)
+    return ArchitectureOutputs(
+        overview=architecture_overview_markdown(report), tree=module_tree_html(report.tree),
+        breakdown=parameter_breakdown_figure(report.breakdown),
+        fused=fused_projections_markdown(report.fused) or "No fused projections in this model.",
+        memory=weight_memory_markdown(report.weight_memory, report.n_params),
+        kv=kv_text(report, kv_tokens, kv_batch, kv_dtype), summary=config_summary_markdown(report.summary),
+        roles=_roles_markdown(report))
+
+
+def kv_calculator(session, source: str, known_model: str | None, pasted_config: str | None, kv_tokens: int,
+                  kv_batch: int, kv_dtype: str) -> ArchitectureOutputs:
+    """The KV-cache size for a number of tokens, a batch size and a dtype."""
+    report = report_for(session, source, known_model, pasted_config)
+    return ArchitectureOutputs(kv=kv_text(report, kv_tokens, kv_batch, kv_dtype))
 
 
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
@@ -86,38 +110,33 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     pasted = gr.Code(label="or paste a config.json", language="json", lines=6)
     # The loaded model's view is filled in at build time: it needs no forward pass and no GPU.
     first = architecture_view(session, "loaded model", None, None, 1000, 1, "fp16")
-    overview = gr.Markdown(first[0], elem_id="itl-arch-overview")
+    c: dict[str, Any] = {}
+    c["overview"] = gr.Markdown(first.overview, elem_id="itl-arch-overview")
     with gr.Row():
         with gr.Column(scale=3):
-            tree = gr.HTML(first[1], elem_id="itl-arch-tree")
+            c["tree"] = gr.HTML(first.tree, elem_id="itl-arch-tree")
         with gr.Column(scale=2):
-            summary = gr.Markdown(first[6])
-            breakdown = gr.Plot(first[2], label="where the parameters are", elem_id="itl-arch-breakdown")
-    fused = gr.Markdown(first[3])
-    memory = gr.Markdown(first[4])
+            c["summary"] = gr.Markdown(first.summary)
+            c["breakdown"] = gr.Plot(first.breakdown, label="where the parameters are", elem_id="itl-arch-breakdown")
+    c["fused"] = gr.Markdown(first.fused)
+    c["memory"] = gr.Markdown(first.memory)
     gr.Markdown("### KV-cache calculator")
     with gr.Row():
         tokens = gr.Number(1000, label="tokens", precision=0, minimum=1)
         batch = gr.Number(1, label="batch", precision=0, minimum=1)
         dtype = gr.Dropdown(list(DTYPE_BYTES), value="fp16", label="dtype")
-    kv = gr.Markdown(first[5], elem_id="itl-arch-kv")
+    c["kv"] = gr.Markdown(first.kv, elem_id="itl-arch-kv")
     with gr.Accordion("What each part does", open=True):
-        roles = gr.Markdown(first[7])
+        c["roles"] = gr.Markdown(first.roles)
 
-    outputs = [overview, tree, breakdown, fused, memory, kv, summary, roles]
     inputs = [source, known, pasted, tokens, batch, dtype]
     cpu_only = dict(concurrency_id="architecture", concurrency_limit=4)  # no forward pass: own queue
-
-    view = user_errors(functools.partial(architecture_view, session))
-    show.click(view, inputs, outputs, api_name="architecture", **cpu_only)
-    source.input(view, inputs, outputs, api_visibility="private", **cpu_only)
-    known.input(view, inputs, outputs, api_visibility="private", **cpu_only)
-
-    @user_errors
-    def on_kv(source_value, known_value, pasted_value, tokens_value, batch_value, dtype_value):
-        report = report_for(session, source_value, known_value, pasted_value)
-        return kv_text(report, tokens_value, batch_value, dtype_value)
-
-    tokens.change(on_kv, inputs, kv, api_name="architecture_kv", **cpu_only)
-    for control in (batch, dtype):
-        control.change(on_kv, inputs, kv, api_visibility="private", **cpu_only)
+    wire(show.click, architecture_view, session, inputs, ArchitectureOutputs, c, api_name="architecture",
+         api_description=architecture_view.__doc__, **cpu_only)
+    for control in (source.input, known.input):
+        wire(control, architecture_view, session, inputs, ArchitectureOutputs, c, api_visibility="private", **cpu_only)
+    wire(tokens.change, kv_calculator, session, inputs, ArchitectureOutputs, c, ["kv"], api_name="architecture_kv",
+         api_description=kv_calculator.__doc__, **cpu_only)
+    for control in (batch.change, dtype.change):
+        wire(control, kv_calculator, session, inputs, ArchitectureOutputs, c, ["kv"], api_visibility="private",
+             **cpu_only)

@@ -1,13 +1,29 @@
-"""Attention tab: one head's heatmap, all heads of a layer, the layer x head summary grid, bertviz views."""
+"""Attention tab: one head's heatmap, all heads of a layer, the layer x head summary grid, bertviz views.
+
+Handlers are module-level functions of (session, inputs...) returning `AttentionOutputs`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 import gradio as gr
+import numpy as np
 
 from visualizer.analysis.attention import METRICS, head_pattern, kv_head_of, metric_grid
 from visualizer.figures.attention import head_heatmap, layer_heads_figure, summary_grid_figure
 from visualizer.figures.bertviz_embed import head_view_html, model_view_html
-from visualizer.ui.common import check_choice, model_event, prompt_or_sequence, slider_event, user_errors
+from visualizer.ui.common import (
+    PROGRESS,
+    check_choice,
+    data_handler,
+    model_event,
+    prompt_or_sequence,
+    slider_event,
+    unchanged,
+    wire,
+)
 from visualizer.validation import whole_number
 
 TITLE = "Attention"
@@ -19,116 +35,161 @@ below reduces every head to one number so you can find the heads worth opening: 
 METRIC_HELP = "\n".join(f"- **{name.replace('_', ' ')}**: {text}" for name, text in METRICS.items())
 
 
-def head_views(session, source, layer, head, mean_over_heads: bool):
+@dataclass(frozen=True)
+class AttentionOutputs:
+    heatmap: Any = unchanged()  # figure: one head (or the mean over heads)
+    all_heads: Any = unchanged()  # figure: every head of the layer
+    grid: Any = unchanged()  # figure: layer x head summary metric
+    note: Any = unchanged()  # Markdown: what is shown, grouped-query sharing, or why attention is unavailable
+    layer: Any = unchanged()  # the layer slider (set by a grid click)
+    head: Any = unchanged()  # the head slider (set by a grid click)
+    mean: Any = unchanged()  # the mean-over-heads checkbox (cleared by a grid click)
+    bertviz_note: Any = unchanged()
+    bertviz_head: Any = unchanged()  # HTML: bertviz head view in a sandboxed iframe
+    bertviz_model: Any = unchanged()  # HTML: bertviz model view in a sandboxed iframe
+
+
+HEAD_FIELDS = ["heatmap", "all_heads", "note"]
+
+
+def head_views(session, source, layer, head, mean_over_heads: bool) -> AttentionOutputs:
     trace = session.trace(source)
     layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
     head = whole_number(head, "head", 0, trace.n_heads - 1)
-    patterns = session.layer_patterns(trace, layer)  # [head, query_pos, key_pos]
+    if trace.attention_unavailable:
+        return AttentionOutputs(heatmap=None, all_heads=None, note=f"⚠️ {trace.attention_unavailable}")
+    patterns = session.layer_patterns(trace, layer)  # [head, query_pos, key_pos], passed on untouched
     shown = head_pattern(trace, patterns, layer, None if mean_over_heads else head)
+    weights = np.stack([head_pattern(trace, patterns, layer, h).weights for h in range(trace.n_heads)])
     kv_of_head = [kv_head_of(h, trace.n_heads, trace.n_kv_heads) for h in range(trace.n_heads)]
-    small_multiples = layer_heads_figure(patterns.float().numpy(), trace.token_labels(), layer, kv_of_head)
     note = f"**{shown.description}**" + "".join(f"\n\n{n}" for n in trace.notes)
-    return head_heatmap(shown), small_multiples, note
+    return AttentionOutputs(heatmap=head_heatmap(shown), note=note,
+                            all_heads=layer_heads_figure(weights, trace.token_labels(), layer, kv_of_head))
 
 
-def bertviz_views(session, source, layer) -> tuple[str, str, str]:
+def _grid(trace, metric: str):
+    check_choice(metric, list(METRICS), "metric")
+    return None if trace.attention_unavailable else summary_grid_figure(metric_grid(trace, metric), metric)
+
+
+def show_attention(session, prompt: str, sequence: dict | None, layer: int, head: int, mean_over_heads: bool,
+                   metric: str) -> AttentionOutputs:
+    """One head's heatmap, all heads of the layer, and the layer x head grid of one metric."""
+    source = prompt_or_sequence(prompt, sequence)
+    check_choice(metric, list(METRICS), "metric")
+    return replace(head_views(session, source, layer, head, mean_over_heads), grid=_grid(session.trace(source), metric))
+
+
+def show_head(session, prompt: str, sequence: dict | None, layer: int, head: int,
+              mean_over_heads: bool) -> AttentionOutputs:
+    """One head's heatmap and all heads of its layer."""
+    return head_views(session, prompt_or_sequence(prompt, sequence), layer, head, mean_over_heads)
+
+
+def show_metric(session, prompt: str, sequence: dict | None, metric: str) -> AttentionOutputs:
+    """The layer x head grid of one summary metric."""
+    return AttentionOutputs(grid=_grid(session.trace(prompt_or_sequence(prompt, sequence)), metric))
+
+
+def open_clicked_cell(session, prompt: str, sequence: dict | None, cell: str) -> AttentionOutputs:
+    """The page writes 'layer,head,time' when a grid cell is clicked: open that head."""
+    try:
+        layer, head = (int(v) for v in str(cell).split(",")[:2])
+    except ValueError as error:
+        raise ValueError(f"expected 'layer,head', got {cell!r}") from error
+    views = head_views(session, prompt_or_sequence(prompt, sequence), layer, head, False)
+    return replace(views, layer=layer, head=head, mean=False)
+
+
+def bertviz_views(session, prompt: str, sequence: dict | None, layer: int,
+                  progress: gr.Progress = PROGRESS) -> AttentionOutputs:
     """bertviz's head and model views; all layers when they fit the page, else the chosen layer alone."""
-    trace = session.trace(source)
+    trace = session.trace(prompt_or_sequence(prompt, sequence))
     limit = session.config.limits.max_bertviz_tokens
     if trace.n_pos > limit:
         raise ValueError(f"The prompt has {trace.n_pos} tokens; the bertviz views draw every weight in the "
                          f"browser and support at most {limit}. Shorten the prompt (the heatmaps above have no "
                          "such limit).")
     layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
-    attention = [session.layer_patterns(trace, index) for index in range(trace.n_layers)]
+    trace.check_attention()
+    attention = []
+    for index in range(trace.n_layers):
+        progress((index, trace.n_layers + 2), desc="reading attention")
+        attention.append(session.layer_patterns(trace, index))
     labels = trace.token_labels()
+    progress((trace.n_layers, trace.n_layers + 2), desc="drawing the head view")
+    head, head_note = _one_view(head_view_html, "Head view", "all layers (pick one in its menu)", attention, labels,
+                                layer, limit, initial_layer=layer)
+    progress((trace.n_layers + 1, trace.n_layers + 2), desc="drawing the model view")
+    model, model_note = _one_view(model_view_html, "Model view", "every layer and head", attention, labels, layer,
+                                  limit)
+    return AttentionOutputs(bertviz_note=f"{head_note} {model_note}", bertviz_head=head, bertviz_model=model)
+
+
+def _one_view(view, name: str, all_text: str, attention, labels, layer: int, limit: int, **extra) -> tuple[str, str]:
+    """All layers when they fit the page, else the chosen layer alone."""
     try:
-        head = head_view_html(attention, labels, initial_layer=layer, max_tokens=limit, prettify_tokens=False)
-        note = "Head view: all layers (pick one in its menu). "
+        return view(attention, labels, max_tokens=limit, prettify_tokens=False, **extra), f"{name}: {all_text}."
     except ValueError:
-        head = head_view_html(attention, labels, layers=[layer], max_tokens=limit, prettify_tokens=False)
-        note = f"Head view: layer {layer} only (all layers would be too large for the page). "
-    try:
-        model = model_view_html(attention, labels, max_tokens=limit, prettify_tokens=False)
-        note += "Model view: every layer and head."
-    except ValueError:
-        model = model_view_html(attention, labels, layers=[layer], max_tokens=limit, prettify_tokens=False)
-        note += f"Model view: layer {layer} only (all layers would be too large for the page)."
-    return note, head, model
+        extra.pop("initial_layer", None)
+        return (view(attention, labels, layers=[layer], max_tokens=limit, prettify_tokens=False, **extra),
+                f"{name}: layer {layer} only (all layers would be too large for the page).")
+
+
+def attention_data(session, prompt: str, layer: int = 0) -> dict:
+    """One layer's attention weights as nested lists [head][query_pos][key_pos], with the token labels."""
+    trace = session.trace(prompt)
+    layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
+    trace.check_attention()
+    patterns = session.layer_patterns(trace, layer)
+    weights = [head_pattern(trace, patterns, layer, h).weights.round(6).tolist() for h in range(trace.n_heads)]
+    return {"layer": layer, "tokens": trace.token_labels(), "n_heads": trace.n_heads, "n_kv_heads": trace.n_kv_heads,
+            "kv_head_of": [kv_head_of(h, trace.n_heads, trace.n_kv_heads) for h in range(trace.n_heads)],
+            "pattern": weights}
 
 
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
-    parts = session.dims
+    dims = session.dims
     gr.Markdown(INTRO)
+    c: dict[str, Any] = {}
     with gr.Row():
-        layer = gr.Slider(0, parts.n_layers - 1, value=0, step=1, label="layer", elem_id="itl-attn-layer")
-        head = gr.Slider(0, parts.n_heads - 1, value=0, step=1, label="head", elem_id="itl-attn-head")
-        mean = gr.Checkbox(label="mean over heads", value=False)
+        c["layer"] = gr.Slider(0, dims.n_layers - 1, value=0, step=1, label="layer", elem_id="itl-attn-layer")
+        c["head"] = gr.Slider(0, dims.n_heads - 1, value=0, step=1, label="head", elem_id="itl-attn-head")
+        c["mean"] = gr.Checkbox(label="mean over heads", value=False)
         show = gr.Button("Show attention", variant="primary", elem_id="itl-attn-show")
-    note = gr.Markdown()
-    heatmap = gr.Plot(label="one head", elem_id="itl-attn-heatmap")
+    c["note"] = gr.Markdown()
+    c["heatmap"] = gr.Plot(label="one head", elem_id="itl-attn-heatmap")
     with gr.Row():
         metric = gr.Radio(list(METRICS), value="sink", label="summary metric")
-    grid = gr.Plot(label="layer x head summary", elem_id="itl-summary-grid")
+    c["grid"] = gr.Plot(label="layer x head summary", elem_id="itl-summary-grid")
     # The page script writes "layer,head,click-time" here when a grid cell is clicked (gr.Plot has no click event).
     grid_click = gr.Textbox(elem_id="itl-grid-click", elem_classes=["itl-hidden"], show_label=False)
     with gr.Accordion("What the metrics mean", open=False):
         gr.Markdown(METRIC_HELP)
-    all_heads = gr.Plot(label="all heads of the layer", elem_id="itl-attn-layer-heads")
+    c["all_heads"] = gr.Plot(label="all heads of the layer", elem_id="itl-attn-layer-heads")
     gr.Markdown("### bertviz\nThe classic head view (lines from each token to the tokens it attends to; hover "
                 "a token, click the coloured head swatches) and model view (every head as a thumbnail). They "
                 f"draw every weight in the browser, so they take prompts of up to "
                 f"{session.config.limits.max_bertviz_tokens} tokens.")
     bertviz_btn = gr.Button("Draw bertviz views", elem_id="itl-bertviz-btn")
-    bertviz_note = gr.Markdown()
-    bertviz_head = gr.HTML(elem_id="itl-bertviz-head")
-    bertviz_model = gr.HTML(elem_id="itl-bertviz-model")
+    c["bertviz_note"] = gr.Markdown()
+    c["bertviz_head"] = gr.HTML(elem_id="itl-bertviz-head")
+    c["bertviz_model"] = gr.HTML(elem_id="itl-bertviz-model")
 
-    @user_errors
-    def on_show(prompt_text, seq, layer_value, head_value, mean_value, metric_value):
-        source = prompt_or_sequence(prompt_text, seq)
-        trace = session.trace(source)
-        check_choice(metric_value, list(METRICS), "metric")
-        one, small, text = head_views(session, source, layer_value, head_value, mean_value)
-        return one, small, summary_grid_figure(metric_grid(trace, metric_value), metric_value), text
-
-    @user_errors
-    def on_head(prompt_text, seq, layer_value, head_value, mean_value):
-        one, small, text = head_views(session, prompt_or_sequence(prompt_text, seq), layer_value, head_value,
-                                      mean_value)
-        return one, small, text
-
-    @user_errors
-    def on_metric(prompt_text, seq, metric_value):
-        check_choice(metric_value, list(METRICS), "metric")
-        trace = session.trace(prompt_or_sequence(prompt_text, seq))
-        return summary_grid_figure(metric_grid(trace, metric_value), metric_value)
-
-    @user_errors
-    def on_grid_click(prompt_text, seq, cell):
-        try:
-            layer_value, head_value = (int(v) for v in str(cell).split(",")[:2])
-        except ValueError as error:
-            raise ValueError(f"expected 'layer,head', got {cell!r}") from error
-        one, small, text = head_views(session, prompt_or_sequence(prompt_text, seq), layer_value, head_value,
-                                      False)
-        return layer_value, head_value, False, one, small, text
-
-    @user_errors
-    def on_bertviz(prompt_text, seq, layer_value):
-        return bertviz_views(session, prompt_or_sequence(prompt_text, seq), layer_value)
-
-    bertviz_btn.click(on_bertviz, [prompt, sequence, layer], [bertviz_note, bertviz_head, bertviz_model],
-                      api_name="attention_bertviz", **model_event(session))
-    show.click(on_show, [prompt, sequence, layer, head, mean, metric], [heatmap, all_heads, grid, note],
-               api_name="attention", **model_event(session))
-    layer.release(on_head, [prompt, sequence, layer, head, mean], [heatmap, all_heads, note],
-                  api_name="attention_head", **slider_event(session))
-    head.release(on_head, [prompt, sequence, layer, head, mean], [heatmap, all_heads, note],
-                 api_visibility="private", **slider_event(session))
-    mean.input(on_head, [prompt, sequence, layer, head, mean], [heatmap, all_heads, note],
-               api_visibility="private", **slider_event(session))
-    metric.input(on_metric, [prompt, sequence, metric], grid, api_name="attention_summary",
-                 **slider_event(session))
-    grid_click.change(on_grid_click, [prompt, sequence, grid_click], [layer, head, mean, heatmap, all_heads, note],
-                     api_visibility="private", **slider_event(session))
+    on_head = [prompt, sequence, c["layer"], c["head"], c["mean"]]
+    wire(bertviz_btn.click, bertviz_views, session, [prompt, sequence, c["layer"]], AttentionOutputs, c,
+         ["bertviz_note", "bertviz_head", "bertviz_model"], api_name="attention_bertviz",
+         api_description=bertviz_views.__doc__, **model_event(session))
+    wire(show.click, show_attention, session, [*on_head, metric], AttentionOutputs, c, [*HEAD_FIELDS, "grid"],
+         api_name="attention", api_description=show_attention.__doc__, **model_event(session))
+    wire(c["layer"].release, show_head, session, on_head, AttentionOutputs, c, HEAD_FIELDS,
+         api_name="attention_head", api_description=show_head.__doc__, **slider_event(session))
+    for control in (c["head"].release, c["mean"].input):
+        wire(control, show_head, session, on_head, AttentionOutputs, c, HEAD_FIELDS, api_visibility="private",
+             **slider_event(session))
+    wire(metric.input, show_metric, session, [prompt, sequence, metric], AttentionOutputs, c, ["grid"],
+         api_name="attention_summary", api_description=show_metric.__doc__, **slider_event(session))
+    wire(grid_click.change, open_clicked_cell, session, [prompt, sequence, grid_click], AttentionOutputs, c,
+         ["layer", "head", "mean", *HEAD_FIELDS], api_visibility="private", **slider_event(session))
+    gr.api(data_handler(attention_data, session), api_name="attention_data",
+           api_description=attention_data.__doc__, **model_event(session))

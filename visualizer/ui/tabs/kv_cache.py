@@ -1,9 +1,16 @@
-"""KV-cache tab: a live, honest race of generation with and without the cache, and what the cache holds."""
+"""KV-cache tab: a live, honest race of generation with and without the cache, and what the cache holds.
+
+Handlers are module-level generators of (session, inputs...) yielding `KvCacheOutputs`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
 
+# Every name this tab takes from the KV-cache analysis, in one place (the package may move).
 from visualizer.analysis.kv_cache import RaceLimits, default_sweep_lengths
 from visualizer.figures.kv_cache import (
     cache_inspector_html,
@@ -15,7 +22,7 @@ from visualizer.figures.kv_cache import (
     summary_html,
     sweep_figure,
 )
-from visualizer.ui.common import model_event, prompt_or_sequence, user_errors
+from visualizer.ui.common import PROGRESS, model_event, prompt_or_sequence, unchanged, wire
 
 TITLE = "KV cache"
 
@@ -25,8 +32,53 @@ The race below times `model.generate` both ways, token by token, greedily and at
 after a warm-up, while holding the model alone (other students' requests wait for the few seconds it takes)."""
 
 
+@dataclass(frozen=True)
+class KvCacheOutputs:
+    status: Any = unchanged()  # Markdown: the race's progress line
+    latency: Any = unchanged()  # figure: time per new token, both modes
+    summary: Any = unchanged()  # HTML: the race's result in numbers
+    repeats: Any = unchanged()  # figure: every repeat
+    outputs: Any = unchanged()  # HTML: the texts both modes produced (identical)
+    inspector: Any = unchanged()  # HTML: the cache's tensors against the formula
+    memory: Any = unchanged()  # figure: cache size
+    sweep_status: Any = unchanged()
+    sweep_plot: Any = unchanged()  # figure: total time against N
+
+
+RACE_FIELDS = ["status", "latency", "summary", "repeats", "outputs", "inspector", "memory"]
+SWEEP_FIELDS = ["sweep_status", "sweep_plot"]
+
+
+def race(session, prompt: str, sequence: dict | None, n_new_tokens: int, n_repeats: int,
+         progress: gr.Progress = PROGRESS):
+    """Time generation of N tokens with and without the KV cache, R times each, streamed as it runs."""
+    for update in session.kv_race(prompt_or_sequence(prompt, sequence), n_new_tokens, n_repeats):
+        progress(update.fraction_done, desc=update.phase)
+        if update.result is None:
+            yield KvCacheOutputs(status=f"⏱️ {update.message}",
+                                 latency=latency_figure(update.latencies_s, update.n_new_tokens))
+            continue
+        result = update.result
+        yield KvCacheOutputs(status=f"✅ {update.message}", latency=race_latency_figure(result),
+                             summary=summary_html(result), repeats=repeats_figure(result),
+                             outputs=outputs_html(result.outputs), inspector=cache_inspector_html(result.cache),
+                             memory=cache_memory_figure(result.cache))
+
+
+def sweep(session, prompt: str, sequence: dict | None, progress: gr.Progress = PROGRESS):
+    """Total time against N for both modes, at a few N up to the limit, streamed point by point."""
+    limits = RaceLimits.from_app_limits(session.config.limits)
+    ids = [int(i) for i in session.ids_of(prompt_or_sequence(prompt, sequence))]
+    room = (session.dims.n_ctx or 10**9) - len(ids)  # the sweep's longest run must fit the context
+    lengths = default_sweep_lengths(min(limits.max_sweep_new_tokens, room), min(5, limits.max_sweep_points))
+    for update in session.kv_sweep(ids, lengths, 1):
+        progress(update.fraction_done, desc=update.phase)
+        yield KvCacheOutputs(sweep_status=update.message, sweep_plot=sweep_figure(update.result or update))
+
+
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     limits = RaceLimits.from_app_limits(session.config.limits)
+    c: dict[str, Any] = {}
     with gr.Row():
         n_new = gr.Slider(2, limits.max_new_tokens, value=min(100, limits.max_new_tokens), step=1,
                           label="new tokens (N)", elem_id="itl-kv-n")
@@ -34,43 +86,24 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
                             elem_id="itl-kv-r")
         start = gr.Button("Start the race", variant="primary", elem_id="itl-kv-start")
     gr.Markdown(INTRO)
-    status = gr.Markdown(elem_id="itl-kv-status")
-    latency = gr.Plot(label="time per new token", elem_id="itl-kv-latency")
-    summary = gr.HTML(elem_id="itl-kv-summary")
+    c["status"] = gr.Markdown(elem_id="itl-kv-status")
+    c["latency"] = gr.Plot(label="time per new token", elem_id="itl-kv-latency")
+    c["summary"] = gr.HTML(elem_id="itl-kv-summary")
     with gr.Row():
-        repeat_plot = gr.Plot(label="repeats")
-        outputs = gr.HTML(elem_id="itl-kv-outputs")
+        c["repeats"] = gr.Plot(label="repeats")
+        c["outputs"] = gr.HTML(elem_id="itl-kv-outputs")
     gr.Markdown("### What the cache holds")
-    inspector = gr.HTML(elem_id="itl-kv-inspector")
-    memory = gr.Plot(label="cache size")
+    c["inspector"] = gr.HTML(elem_id="itl-kv-inspector")
+    c["memory"] = gr.Plot(label="cache size")
     gr.Markdown("### Length sweep\nTotal time against N for both modes: about linear with the cache, about "
                 "quadratic without, which is why the gap grows with N.")
     sweep_btn = gr.Button("Run the sweep", elem_id="itl-kv-sweep")
-    sweep_status = gr.Markdown()
-    sweep_plot = gr.Plot(label="total time against N", elem_id="itl-kv-sweep-plot")
+    c["sweep_status"] = gr.Markdown()
+    c["sweep_plot"] = gr.Plot(label="total time against N", elem_id="itl-kv-sweep-plot")
 
-    @user_errors
-    def on_race(prompt_text, seq, n, r):
-        skip = [gr.skip()] * 6
-        for update in session.kv_race(prompt_or_sequence(prompt_text, seq), n, r):
-            if update.result is None:
-                yield (f"⏱️ {update.message}", latency_figure(update.latencies_s, update.n_new_tokens), *skip)
-                continue
-            result = update.result
-            yield (f"✅ {update.message}", race_latency_figure(result), summary_html(result), repeats_figure(result),
-                   outputs_html(result.outputs), cache_inspector_html(result.cache), cache_memory_figure(result.cache))
-
-    @user_errors
-    def on_sweep(prompt_text, seq):
-        ids = list(map(int, session.ids_of(prompt_or_sequence(prompt_text, seq))))
-        room = (session.dims.n_ctx or 10**9) - len(ids)  # the sweep's longest run must fit the context
-        lengths = default_sweep_lengths(min(limits.max_sweep_new_tokens, room), min(5, limits.max_sweep_points))
-        for update in session.kv_sweep(ids, lengths, 1):
-            yield update.message, sweep_figure(update.result or update)
-
-    start.click(on_race, [prompt, sequence, n_new, repeats],
-                [status, latency, summary, repeat_plot, outputs, inspector, memory], api_name="kv_cache",
-                **model_event(session))
-    sweep_btn.click(on_sweep, [prompt, sequence], [sweep_status, sweep_plot], api_name="kv_cache_sweep",
-                    **model_event(session))
-
+    # The progress bar sits on the status line: the charts stay visible while they grow.
+    wire(start.click, race, session, [prompt, sequence, n_new, repeats], KvCacheOutputs, c, RACE_FIELDS,
+         api_name="kv_cache", api_description=race.__doc__, show_progress_on=[c["status"]], **model_event(session))
+    wire(sweep_btn.click, sweep, session, [prompt, sequence], KvCacheOutputs, c, SWEEP_FIELDS,
+         api_name="kv_cache_sweep", api_description=sweep.__doc__, show_progress_on=[c["sweep_status"]],
+         **model_event(session))

@@ -1,8 +1,13 @@
-"""Next-token tab: tokens -> shapes -> top-k at every position -> logit lens -> step-through generation."""
+"""Next-token tab: tokens -> shapes -> top-k at every position -> logit lens -> step-through generation.
+
+Handlers are module-level functions of (session, inputs...) returning `NextTokenOutputs`; `render` only lays out
+components and wires them by field name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import gradio as gr
 
@@ -10,7 +15,20 @@ from visualizer.analysis.logit_lens import lens_grid, target_id_of, target_traje
 from visualizer.analysis.next_token import check_position, tokenization, top_k
 from visualizer.figures.logit_lens import lens_grid_figure, target_figure
 from visualizer.figures.next_token import STEP_HEADERS, shapes_markdown, step_rows, token_chips_html, top_k_figure
-from visualizer.ui.common import model_event, prompt_or_sequence, slider_event, user_errors
+from visualizer.ui.common import (
+    PROGRESS,
+    components_for,
+    data_handler,
+    handler,
+    model_event,
+    names_of,
+    prompt_or_sequence,
+    slider_event,
+    stepped,
+    steps_so_far,
+    unchanged,
+    wire,
+)
 from visualizer.validation import whole_number
 
 TITLE = "Next token"
@@ -21,34 +39,120 @@ token. The logit lens reads the same prediction out of every layer, so you can w
 
 
 @dataclass(frozen=True)
-class Views:
-    chips: str
-    shapes: str
-    topk: object
-    lens: object
-    target: object
+class NextTokenOutputs:
+    chips: Any = unchanged()  # HTML of the token chips
+    shapes: Any = unchanged()  # Markdown: hidden-state and logits shapes
+    topk: Any = unchanged()  # figure: top-k after the chosen position
+    lens: Any = unchanged()  # figure: the logit lens grid (None when the lens is unavailable)
+    target: Any = unchanged()  # figure: one token across layers (None when the lens is unavailable)
+    lens_note: Any = unchanged()  # Markdown: why the lens is not shown, or ""
+    position: Any = unchanged()  # the position slider's value
+    text: Any = unchanged()  # the text so far
+    table: Any = unchanged()  # the step table rows
+    sequence: Any = unchanged()  # gr.State: {"prompt", "ids", "rows"} or None
 
 
-def _target_id(session, trace, pos: int, target_text: str | None) -> int | None:
-    return target_id_of(session.tokenizer, target_text) if target_text else None
+VIEW_FIELDS = ["chips", "shapes", "topk", "lens", "target", "lens_note"]
+POSITION_FIELDS = ["topk", "target", "lens_note"]
 
 
-def views(session, prompt, k, pos, target_text) -> Views:
-    trace = session.trace(prompt)
-    pos = check_position(trace, pos)
+def _lens_views(session, trace, pos: int, target_text: str | None) -> dict:
+    """The lens charts, or the self-check's message in their place (the rest of the tab still shows)."""
+    if trace.lens_unavailable:
+        return dict(lens=None, target=None, lens_note=f"⚠️ {trace.lens_unavailable}")
     lens = session.lens_log_probs(trace, pos)
-    trajectory = target_trajectory(trace, session.tokenizer, lens, pos,
-                                   _target_id(session, trace, pos, target_text))
+    target_id = target_id_of(session.tokenizer, target_text) if target_text else None
+    trajectory = target_trajectory(trace, session.tokenizer, lens, pos, target_id)
+    return dict(lens=lens_grid_figure(lens_grid(trace, session.tokenizer)), target=target_figure(trajectory),
+                lens_note="")
+
+
+def _views(session, source, k, pos, target_text) -> NextTokenOutputs:
+    trace = session.trace(source)
+    pos = check_position(trace, pos)
     tokens = tokenization(trace)
-    return Views(token_chips_html(tokens), shapes_markdown(tokens),
-                 top_k_figure(top_k(trace, session.tokenizer, pos, k)),
-                 lens_grid_figure(lens_grid(trace, session.tokenizer)), target_figure(trajectory))
+    return NextTokenOutputs(chips=token_chips_html(tokens), shapes=shapes_markdown(tokens),
+                            topk=top_k_figure(top_k(trace, session.tokenizer, pos, k)),
+                            **_lens_views(session, trace, pos, target_text))
 
 
-def candidate_choices(session, prompt, k) -> list[tuple[str, int]]:
-    result = top_k(session.trace(prompt), session.tokenizer, -1, min(int(k), 10))
-    return [(f"{label} ({p:.2f})", token_id) for label, token_id, p in
-            zip(result.token_labels, result.token_ids, result.probs, strict=True)]
+def _whole_view(session, source, k, target_text, prompt: str, rows: list[list]) -> NextTokenOutputs:
+    """Every view of a sequence at its last position, with the state that says which prompt it belongs to."""
+    trace = session.trace(source)
+    ids = [int(i) for i in trace.token_ids]
+    state = stepped(prompt, ids, rows) if rows else None
+    return replace(_views(session, source, k, -1, target_text), position=trace.n_pos - 1, text=trace.text,
+                   table=rows, sequence=state)
+
+
+def run_next_token(session, prompt: str, top_k_count: int, target_token: str) -> NextTokenOutputs:
+    """Tokens, shapes, top-k, logit lens for the prompt; any stored step-through sequence is dropped."""
+    return _whole_view(session, prompt, top_k_count, target_token, prompt, [])
+
+
+def at_position(session, prompt: str, sequence: dict | None, top_k_count: int, position: int,
+                target_token: str) -> NextTokenOutputs:
+    """Top-k and the target's path across layers after one position (validated against the trace)."""
+    return _views(session, prompt_or_sequence(prompt, sequence), top_k_count, position, target_token)
+
+
+def step(session, prompt: str, sequence: dict | None, top_k_count: int, chosen_token_id: int | None,
+         target_token: str) -> NextTokenOutputs:
+    """Append one token (the argmax, or a picked candidate) to the sequence grown from this prompt."""
+    trace = session.trace(prompt_or_sequence(prompt, sequence))
+    candidates = top_k(trace, session.tokenizer, -1, session.config.limits.max_top_k)
+    token_id = candidates.token_ids[0] if chosen_token_id is None else chosen_token_id
+    if token_id not in candidates.token_ids:
+        raise ValueError(f"chosen token id must be one of the listed candidates, got {chosen_token_id!r}")
+    rank = candidates.token_ids.index(token_id)
+    forced = rank != 0
+    rows = steps_so_far(prompt, sequence)
+    rows.append([len(rows) + 1, candidates.token_labels[rank] + (" (picked)" if forced else ""), int(token_id),
+                 round(float(candidates.probs[rank]), 4), round(candidates.entropy, 3),
+                 f"rank {rank + 1} of the candidates"])
+    return _whole_view(session, [int(i) for i in trace.token_ids] + [int(token_id)], top_k_count, target_token,
+                       prompt, rows)
+
+
+def generate(session, prompt: str, sequence: dict | None, n_new_tokens: int, top_k_count: int, target_token: str,
+             progress: gr.Progress = PROGRESS):
+    """Greedy generation of N tokens with the KV cache, streamed one row at a time."""
+    start = [int(i) for i in session.ids_of(prompt_or_sequence(prompt, sequence))]
+    n = whole_number(n_new_tokens, "N new tokens", 1, session.config.limits.max_new_tokens)
+    rows = steps_so_far(prompt, sequence)
+    new_ids: list[int] = []
+    for index, item in enumerate(session.generate_steps(start, n)):
+        progress((index + 1, n), desc="generating")
+        new_ids.append(item.token_id)
+        rows.append([len(rows) + 1] + step_rows([item])[0][1:])
+        yield NextTokenOutputs(text=session.tokenizer.decode(start + new_ids), table=list(rows))
+    yield _whole_view(session, start + new_ids, top_k_count, target_token, prompt, rows)
+
+
+@dataclass(frozen=True)
+class HintOutputs:
+    position: Any  # gr.update of the slider's bounds (page only)
+    candidates: Any  # gr.update of the branch choices (page only)
+    chosen: Any  # the hidden chosen-token id, reset
+
+
+def page_hints(session, prompt: str, sequence: dict | None, top_k_count: int) -> HintOutputs:
+    """Slider bounds and branch choices for the page. Run after an event by the page only (a .then), so the
+    API's validation never depends on what a session called before."""
+    trace = session.trace(prompt_or_sequence(prompt, sequence))
+    result = top_k(trace, session.tokenizer, -1, min(whole_number(top_k_count, "k", 1, 10**6), 10))
+    choices = [(f"{label} ({p:.2f})", token_id) for label, token_id, p in
+               zip(result.token_labels, result.token_ids, result.probs, strict=True)]
+    return HintOutputs(gr.update(maximum=max(trace.n_pos - 1, 1)), gr.update(choices=choices, value=None), None)
+
+
+def next_token_data(session, prompt: str, top_k_count: int = 10, position: int = -1) -> dict:
+    """The numbers behind the top-k chart: ids, tokens and probabilities of the k most likely next tokens."""
+    trace = session.trace(prompt)
+    result = top_k(trace, session.tokenizer, position, top_k_count)
+    return {"position": result.pos, "after": result.after, "token_ids": list(result.token_ids),
+            "tokens": list(result.token_labels), "probabilities": [float(p) for p in result.probs],
+            "entropy_nats": result.entropy, "n_tokens": trace.n_pos}
 
 
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
@@ -58,85 +162,58 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         k = gr.Slider(1, limits.max_top_k, value=10, step=1, label="top-k candidates")
         target = gr.Textbox(label="target token for the lens (empty = the final top-1)", placeholder=" Paris")
         run = gr.Button("Run", variant="primary")
-    chips = gr.HTML(elem_id="itl-token-chips")
-    shapes = gr.Markdown()
-    position = gr.Slider(0, 1, value=1, step=1, label="position (the next token after this one)")
+    c: dict[str, Any] = dict(sequence=sequence)
+    c["chips"] = gr.HTML(elem_id="itl-token-chips")
+    c["shapes"] = gr.Markdown()
+    # The server bounds the position by the trace; this maximum only lets any prompt's positions through
+    # (the page narrows it after each run, for the page alone).
+    c["position"] = gr.Slider(0, max(session.max_prompt_tokens - 1, 1), value=1, step=1,
+                              label="position (the next token after this one)", elem_id="itl-position")
+    c["lens_note"] = gr.Markdown(elem_id="itl-lens-note")
     with gr.Row():
-        topk_plot = gr.Plot(label="top-k next tokens", elem_id="itl-topk")
-        target_plot = gr.Plot(label="target across layers", elem_id="itl-target")
-    lens_plot = gr.Plot(label="logit lens", elem_id="itl-lens")
+        c["topk"] = gr.Plot(label="top-k next tokens", elem_id="itl-topk")
+        c["target"] = gr.Plot(label="target across layers", elem_id="itl-target")
+    c["lens"] = gr.Plot(label="logit lens", elem_id="itl-lens")
 
     gr.Markdown("### Step-through generation\nEach step appends one token (the argmax, or the candidate you "
                 "pick) and shows that step's choice. *Generate N* feeds the KV cache from step to step: one "
                 "new token per forward pass.")
     with gr.Row():
-        candidate = gr.Radio(label="branch: pick the next token (empty = argmax)", choices=[], elem_id="itl-cands")
+        c["candidates"] = gr.Radio(label="branch: pick the next token (empty = argmax)", choices=[],
+                                   elem_id="itl-cands")
+        c["chosen"] = gr.Number(None, precision=0, visible=False, label="chosen token id")
     with gr.Row():
         step_btn = gr.Button("Next token", elem_id="itl-next-token")
         n_new = gr.Slider(1, limits.max_new_tokens, value=min(20, limits.max_new_tokens), step=1,
                           label="N new tokens")
-        generate_btn = gr.Button("Generate N")
-    text = gr.Textbox(label="text so far", interactive=False, lines=3, elem_id="itl-growing-text")
-    table = gr.Dataframe(headers=STEP_HEADERS, datatype=["number", "str", "number", "number", "number", "str"],
-                         label="steps", interactive=False, elem_id="itl-steps")
-    steps = gr.State([])
+        generate_btn = gr.Button("Generate N", elem_id="itl-generate")
+    c["text"] = gr.Textbox(label="text so far", interactive=False, lines=3, elem_id="itl-growing-text")
+    c["table"] = gr.Dataframe(headers=STEP_HEADERS, datatype=["number", "str", "number", "number", "number", "str"],
+                              label="steps", interactive=False, elem_id="itl-steps")
+    # Picking a branch only copies its id into the hidden number, in the page: the choices never gate the API.
+    c["candidates"].input(None, c["candidates"], c["chosen"], js="(v) => v", queue=False, api_visibility="private")
 
-    view_outputs = [chips, shapes, topk_plot, lens_plot, target_plot]
+    _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generate_btn)
+    gr.api(data_handler(next_token_data, session), api_name="next_token_data",
+           api_description=next_token_data.__doc__, **model_event(session))
 
-    def full_update(source, k_value, target_text, step_rows_so_far):
-        trace = session.trace(source)
-        v = views(session, source, k_value, -1, target_text)
-        return (v.chips, v.shapes, v.topk, v.lens, v.target,
-                gr.update(maximum=max(trace.n_pos - 1, 1), value=trace.n_pos - 1),
-                gr.update(choices=candidate_choices(session, source, k_value), value=None),
-                trace.text, step_rows_so_far)
 
-    @user_errors
-    def on_run(prompt_text, k_value, target_text):
-        return (*full_update(prompt_text, k_value, target_text, []), None, [])
-
-    @user_errors
-    def on_position(prompt_text, seq, k_value, pos, target_text):
-        v = views(session, prompt_or_sequence(prompt_text, seq), k_value, pos, target_text)
-        return v.topk, v.target
-
-    @user_errors
-    def on_step(prompt_text, seq, rows, k_value, chosen, target_text):
-        trace = session.trace(prompt_or_sequence(prompt_text, seq))
-        candidates = [int(i) for i in trace.topk_ids[-1]]
-        forced = chosen is not None and int(chosen) != candidates[0]
-        token_id = int(chosen) if chosen is not None else candidates[0]
-        if token_id not in candidates:
-            raise ValueError("pick one of the listed candidates")
-        rank = candidates.index(token_id)
-        label = top_k(trace, session.tokenizer, -1, rank + 1).token_labels[rank]
-        rows = rows + [[len(rows) + 1, label + (" (picked)" if forced else ""), token_id,
-                        round(float(trace.topk_probs[-1, rank]), 4), round(float(trace.entropy[-1]), 3),
-                        f"rank {rank + 1} of the candidates"]]
-        new_sequence = list(map(int, trace.token_ids)) + [token_id]
-        return (*full_update(new_sequence, k_value, target_text, rows), new_sequence, rows)
-
-    @user_errors
-    def on_generate(prompt_text, seq, rows, n, k_value, target_text):
-        source = prompt_or_sequence(prompt_text, seq)
-        start = list(map(int, session.ids_of(source)))
-        whole_number(n, "N new tokens", 1, limits.max_new_tokens)
-        new_ids: list[int] = []
-        for step in session.generate_steps(start, n):
-            new_ids.append(step.token_id)
-            rows = rows + [[len(rows) + 1] + step_rows([step])[0][1:]]
-            yield (*[gr.skip()] * 7, session.tokenizer.decode(start + new_ids), rows, gr.skip(), gr.skip())
-        final = start + new_ids
-        yield (*full_update(final, k_value, target_text, rows), final, rows)
-
-    full_outputs = [*view_outputs, position, candidate, text, table, sequence, steps]
-    run.click(on_run, [prompt, k, target], full_outputs, api_name="next_token", **model_event(session))
-    prompt.submit(on_run, [prompt, k, target], full_outputs, api_visibility="private", **model_event(session))
-    position.release(on_position, [prompt, sequence, k, position, target], [topk_plot, target_plot],
-                     api_name="next_token_position", **slider_event(session))
-    target.submit(on_position, [prompt, sequence, k, position, target], [topk_plot, target_plot],
-                  api_name="next_token_target", **model_event(session))
-    step_btn.click(on_step, [prompt, sequence, steps, k, candidate, target], full_outputs,
-                   api_name="next_token_step", **model_event(session))
-    generate_btn.click(on_generate, [prompt, sequence, steps, n_new, k, target], full_outputs,
-                       api_name="next_token_generate", **model_event(session))
+def _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generate_btn) -> None:
+    full = ["chips", "shapes", "topk", "lens", "target", "lens_note", "position", "text", "table", "sequence"]
+    hint_names = names_of(HintOutputs)
+    hints = dict(fn=handler(page_hints, session, hint_names), inputs=[prompt, sequence, k],
+                 outputs=components_for(c, hint_names), api_visibility="private", **model_event(session))
+    on_run = [prompt, k, target]
+    wire(run.click, run_next_token, session, on_run, NextTokenOutputs, c, full, api_name="next_token",
+         api_description=run_next_token.__doc__, **model_event(session)).then(**hints)
+    wire(prompt.submit, run_next_token, session, on_run, NextTokenOutputs, c, full, api_visibility="private",
+         **model_event(session)).then(**hints)
+    on_position = [prompt, sequence, k, c["position"], target]
+    wire(c["position"].release, at_position, session, on_position, NextTokenOutputs, c, POSITION_FIELDS,
+         api_name="next_token_position", api_description=at_position.__doc__, **slider_event(session))
+    wire(target.submit, at_position, session, on_position, NextTokenOutputs, c, POSITION_FIELDS,
+         api_name="next_token_target", api_description=at_position.__doc__, **model_event(session))
+    wire(step_btn.click, step, session, [prompt, sequence, k, c["chosen"], target], NextTokenOutputs, c, full,
+         api_name="next_token_step", api_description=step.__doc__, **model_event(session)).then(**hints)
+    wire(generate_btn.click, generate, session, [prompt, sequence, n_new, k, target], NextTokenOutputs, c, full,
+         api_name="next_token_generate", api_description=generate.__doc__, **model_event(session)).then(**hints)

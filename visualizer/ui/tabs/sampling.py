@@ -1,16 +1,19 @@
-"""Sampling tab: what temperature, top-k and top-p do to the next-token distribution, and what comes out."""
+"""Sampling tab: what temperature, top-k and top-p do to the next-token distribution, and what comes out.
+
+Handlers are module-level functions of (session, inputs...) returning `SamplingOutputs`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
 
-from visualizer.analysis.sampling import (
-    SamplingSettings,
-    draw_samples,
-    process_logits,
-)
+# Every name this tab takes from the sampling analysis, in one place (the package may move).
+from visualizer.analysis.sampling import SamplingSettings, draw_samples, process_logits
 from visualizer.figures.sampling import batch_html, continuations_html, distribution_figure, readouts_html
-from visualizer.ui.common import model_event, prompt_or_sequence, slider_event, user_errors
+from visualizer.ui.common import PROGRESS, data_handler, model_event, prompt_or_sequence, slider_event, unchanged, wire
 from visualizer.validation import whole_number
 
 TITLE = "Sampling"
@@ -23,6 +26,15 @@ as `generate` does, and the bars show what each cut removes (greyed). The diamon
 CAPITALS = "The capital of France is\nThe capital of Japan is\nThe capital of Brazil is"
 MAX_TEMPERATURE = 2.0
 MAX_TOP_K_SLIDER = 100
+BATCH_NEW_TOKENS = 10
+
+
+@dataclass(frozen=True)
+class SamplingOutputs:
+    plot: Any = unchanged()  # figure: the distribution before and after the cuts, with the draws
+    readouts: Any = unchanged()  # HTML: kept tokens, mass, entropy, draws against theory
+    samples: Any = unchanged()  # HTML: sampled continuations beside the greedy one
+    batch: Any = unchanged()  # HTML: a left-padded batch and its greedy continuations
 
 
 def settings_of(temperature, top_k, top_p, seed) -> SamplingSettings:
@@ -30,13 +42,51 @@ def settings_of(temperature, top_k, top_p, seed) -> SamplingSettings:
         max_temperature=MAX_TEMPERATURE)
 
 
-def distribution_view(session, source, temperature, top_k, top_p, seed, n_samples):
+def _processed(session, source, temperature, top_k, top_p, seed):
     settings = settings_of(temperature, top_k, top_p, seed)
-    n_samples = whole_number(n_samples, "number of samples", 1, session.config.limits.max_samples)
     trace = session.trace(source)  # cached: moving a slider never runs the model again
-    result = process_logits(trace.last_logits, settings, tokenizer=session.tokenizer)
+    return process_logits(trace.last_logits, settings, tokenizer=session.tokenizer)
+
+
+def distribution(session, prompt: str, sequence: dict | None, temperature: float, top_k: int, top_p: float,
+                 seed: int, n_samples: int) -> SamplingOutputs:
+    """The next-token distribution after temperature, top-k and top-p, with seeded draws against it."""
+    n_samples = whole_number(n_samples, "number of samples", 1, session.config.limits.max_samples)
+    result = _processed(session, prompt_or_sequence(prompt, sequence), temperature, top_k, top_p, seed)
     empirical = draw_samples(result, n_samples, max_samples=session.config.limits.max_samples)
-    return distribution_figure(result, empirical), readouts_html(result, empirical)
+    return SamplingOutputs(plot=distribution_figure(result, empirical), readouts=readouts_html(result, empirical))
+
+
+def continuations(session, prompt: str, sequence: dict | None, temperature: float, top_k: int, top_p: float,
+                  seed: int, n_continuations: int, n_new_tokens: int, progress: gr.Progress = PROGRESS):
+    """Several seeded continuations with these settings beside the greedy one, streamed token by token."""
+    settings = settings_of(temperature, top_k, top_p, seed)
+    source = prompt_or_sequence(prompt, sequence)
+    for index, item in enumerate(session.sample_continuations(source, settings, n_continuations, n_new_tokens)):
+        progress((index + 1, None), desc="sampling")
+        yield SamplingOutputs(samples=continuations_html(item))
+
+
+def batch(session, prompts: str, progress: gr.Progress = PROGRESS) -> SamplingOutputs:
+    """Greedy continuations of several prompts (one per line) in one left-padded batch."""
+    lines = [line for line in str(prompts or "").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("Type at least one prompt, one per line.")
+    progress(None, desc="running the batch")
+    return SamplingOutputs(batch=batch_html(session.batch_generate(lines, BATCH_NEW_TOKENS)))
+
+
+def sampling_data(session, prompt: str, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  top: int = 20) -> dict:
+    """The processed next-token distribution: the `top` most likely tokens before and after the settings."""
+    result = _processed(session, prompt, temperature, top_k, top_p, 0)
+    top = whole_number(top, "top", 1, min(1000, result.d_vocab))
+    ids = [int(i) for i in result.order[:top]]
+    return {"token_ids": ids, "tokens": list(result.token_labels[:top]),
+            "raw_probabilities": [float(result.raw_probs[i]) for i in ids],
+            "processed_probabilities": [float(result.processed_probs[i]) for i in ids],
+            "n_kept": result.n_kept, "greedy_token_id": result.greedy_token_id,
+            "entropy_raw_nats": result.entropy_raw, "entropy_processed_nats": result.entropy_processed}
 
 
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
@@ -52,8 +102,9 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         n_samples = gr.Slider(100, limits.max_samples, value=min(1000, limits.max_samples), step=100,
                               label="samples to draw")
         show = gr.Button("Show distribution", variant="primary", elem_id="itl-sampling-show")
-    plot = gr.Plot(label="next-token distribution", elem_id="itl-sampling-plot")
-    readouts = gr.HTML(elem_id="itl-sampling-readouts")
+    c: dict[str, Any] = {}
+    c["plot"] = gr.Plot(label="next-token distribution", elem_id="itl-sampling-plot")
+    c["readouts"] = gr.HTML(elem_id="itl-sampling-readouts")
 
     gr.Markdown("### Sampled text\nSeveral continuations drawn with these settings (seeded), beside the greedy one.")
     with gr.Row():
@@ -61,37 +112,27 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
                                     label="continuations")
         n_new = gr.Slider(1, min(64, limits.max_new_tokens), value=20, step=1, label="new tokens")
         sample_btn = gr.Button("Generate", elem_id="itl-sampling-generate")
-    samples = gr.HTML(elem_id="itl-sampling-texts")
+    c["samples"] = gr.HTML(elem_id="itl-sampling-texts")
 
     gr.Markdown("### Batch\nSeveral prompts in one forward pass: shorter prompts are padded on the **left** (a "
                 "decoder-only model continues from the last position) and the attention mask hides the padding.")
     prompts = gr.Textbox(CAPITALS, lines=4, label="one prompt per line", elem_id="itl-batch-prompts")
     batch_btn = gr.Button("Run batch (greedy)", elem_id="itl-batch-run")
-    batch = gr.HTML(elem_id="itl-batch-result")
+    c["batch"] = gr.HTML(elem_id="itl-batch-result")
 
     inputs = [prompt, sequence, temperature, top_k, top_p, seed, n_samples]
-
-    @user_errors
-    def on_distribution(prompt_text, seq, t, k, p, s, n):
-        return distribution_view(session, prompt_or_sequence(prompt_text, seq), t, k, p, s, n)
-
-    @user_errors
-    def on_sample(prompt_text, seq, t, k, p, s, n_cont, n_tokens):
-        settings = settings_of(t, k, p, s)
-        for step in session.sample_continuations(prompt_or_sequence(prompt_text, seq), settings, n_cont, n_tokens):
-            yield continuations_html(step)
-
-    @user_errors
-    def on_batch(text):
-        lines = [line for line in str(text or "").splitlines() if line.strip()]
-        if not lines:
-            raise ValueError("Type at least one prompt, one per line.")
-        return batch_html(session.batch_generate(lines, 10))
-
-    show.click(on_distribution, inputs, [plot, readouts], api_name="sampling", **model_event(session))
+    shown = ["plot", "readouts"]
+    wire(show.click, distribution, session, inputs, SamplingOutputs, c, shown, api_name="sampling",
+         api_description=distribution.__doc__, **model_event(session))
     for slider in (temperature, top_k, top_p, n_samples):
-        slider.release(on_distribution, inputs, [plot, readouts], api_visibility="private", **slider_event(session))
-    seed.submit(on_distribution, inputs, [plot, readouts], api_visibility="private", **slider_event(session))
-    sample_btn.click(on_sample, [prompt, sequence, temperature, top_k, top_p, seed, n_continuations, n_new], samples,
-                     api_name="sampling_text", **model_event(session))
-    batch_btn.click(on_batch, prompts, batch, api_name="sampling_batch", **model_event(session))
+        wire(slider.release, distribution, session, inputs, SamplingOutputs, c, shown, api_visibility="private",
+             **slider_event(session))
+    wire(seed.submit, distribution, session, inputs, SamplingOutputs, c, shown, api_visibility="private",
+         **slider_event(session))
+    wire(sample_btn.click, continuations, session,
+         [prompt, sequence, temperature, top_k, top_p, seed, n_continuations, n_new], SamplingOutputs, c, ["samples"],
+         api_name="sampling_text", api_description=continuations.__doc__, **model_event(session))
+    wire(batch_btn.click, batch, session, [prompts], SamplingOutputs, c, ["batch"], api_name="sampling_batch",
+         api_description=batch.__doc__, **model_event(session))
+    gr.api(data_handler(sampling_data, session), api_name="sampling_data",
+           api_description=sampling_data.__doc__, **model_event(session))
