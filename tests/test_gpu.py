@@ -55,7 +55,7 @@ def test_refusals_are_remembered_for_the_visitor(memo, monkeypatch):
 
     with pytest.raises(gr.Error):
         gpu._remembering(refused, streaming=False)()
-    assert memo.left("visitor") == 55
+    assert 54 < memo.left("visitor") <= 55  # less the (tiny) time the call took
     with pytest.raises(gr.Error):
         list(gpu._remembering(refused_stream, streaming=True)())
     assert memo.left("visitor") <= 12
