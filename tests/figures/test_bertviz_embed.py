@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from tests.tiny_models import tiny_model, tiny_tokenizer
+from visualizer.figures import bertviz_embed
 from visualizer.figures.bertviz_embed import (
     FILE_URL_PREFIX,
+    BertvizUnavailable,
     bertviz_static_paths,
     estimate_html_bytes,
     head_view_html,
@@ -105,6 +107,25 @@ def test_page_loads_scripts_only_from_the_app(view) -> None:
     assert srcs == [FILE_URL_PREFIX + path for path in bertviz_static_paths()]
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", doc)
     assert _iframe_attrs(iframe)["sandbox"] == "allow-scripts"
+
+
+@pytest.fixture
+def d3_moved(monkeypatch):
+    """mpld3 as if a release had moved its d3 file: the path the module looks for is not there."""
+    monkeypatch.setattr(bertviz_embed, "D3_IN_MPLD3", Path("js") / "d3.v99.min.js")
+    bertviz_embed._asset_files.cache_clear()
+    yield
+    bertviz_embed._asset_files.cache_clear()
+
+
+def test_a_moved_script_turns_off_only_the_bertviz_views(d3_moved) -> None:
+    assert bertviz_static_paths(missing_ok=True) == []  # the page still starts
+    with pytest.raises(BertvizUnavailable, match=r"bertviz views are unavailable: script not found: d3 \(.*"
+                                                  r"d3\.v99\.min\.js\); reinstall the pinned packages"):
+        bertviz_static_paths()
+    for view in VIEWS:  # a ValueError: the page shows it as a message where the views would be
+        with pytest.raises(ValueError, match="bertviz views are unavailable"):
+            view(_random_attention(1, 1, 2), ["a", "b"])
 
 
 # ---------------------------------------------------------------- escaping

@@ -74,11 +74,23 @@ _SCRIPT_SAFE_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026
 # ---------------------------------------------------------------- assets
 
 
+class BertvizUnavailable(ValueError):
+    """A script the bertviz views need is not installed where it should be: only these views are off.
+
+    A ValueError, so the page shows the message where the views would be and keeps every other view working.
+    """
+
+
+_REINSTALL = "reinstall the pinned packages (pip install -r requirements.txt)"
+D3_IN_MPLD3 = Path("js") / "d3.v5.min.js"  # where mpld3 0.5.12 keeps d3 5.7 (mpld3 is pinned for this file)
+
+
 def _package_dir(module_name: str, pip_name: str) -> Path:
     """Directory of an installed package, found without importing it (mpld3 would import matplotlib)."""
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"bertviz views need the '{pip_name}' package: pip install {pip_name}")
+        raise BertvizUnavailable(f"The bertviz views are unavailable: the '{pip_name}' package is not installed; "
+                                 f"{_REINSTALL}.")
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
@@ -87,26 +99,33 @@ def _asset_files() -> dict[str, Path]:
     """The three scripts the iframe loads, in load order: d3, jQuery, then the AMD shim."""
     try:
         from xstatic.pkg import jquery as xstatic_jquery
-    except ImportError as exc:
-        raise RuntimeError("bertviz views need the 'xstatic-jquery' package: pip install xstatic-jquery") \
-            from exc
+    except ImportError:
+        raise BertvizUnavailable("The bertviz views are unavailable: the 'xstatic-jquery' package is not "
+                                 f"installed; {_REINSTALL}.") from None
     files = {
-        "d3": _package_dir("mpld3", "mpld3") / "js" / "d3.v5.min.js",
+        "d3": _package_dir("mpld3", "mpld3") / D3_IN_MPLD3,
         "jquery": Path(xstatic_jquery.BASE_DIR).resolve() / "jquery.min.js",
         "amd_shim": _ASSETS_DIR.resolve() / "amd-shim.js",
     }
-    missing = [str(path) for path in files.values() if not path.is_file()]
+    missing = [f"{name} ({path})" for name, path in files.items() if not path.is_file()]
     if missing:
-        raise RuntimeError(f"bertviz view scripts not found: {', '.join(missing)}")
+        raise BertvizUnavailable(f"The bertviz views are unavailable: script not found: {', '.join(missing)}; "
+                                 f"{_REINSTALL}.")
     return files
 
 
-def bertviz_static_paths() -> list[str]:
+def bertviz_static_paths(missing_ok: bool = False) -> list[str]:
     """Absolute paths to pass to ``gr.set_static_paths``: exactly the three script files, nothing else.
 
     Individual files rather than their directories, so the app exposes no more than the views load.
+    ``missing_ok``: [] when a script is missing (the views then raise :class:`BertvizUnavailable` when drawn).
     """
-    return [str(path) for path in _asset_files().values()]
+    try:
+        return [str(path) for path in _asset_files().values()]
+    except BertvizUnavailable:
+        if missing_ok:
+            return []
+        raise
 
 
 def _file_url(path: Path) -> str:
@@ -122,7 +141,8 @@ def _view_script(name: Literal["head_view", "model_view"]) -> str:
     fetches = re.search(r"""['"]https?://""", source)  # a quoted URL would be fetched; comments may cite sources
     unexpected = fetches or "</script" in source.lower() or "<!--" in source
     if n_configs != 1 or source.count(_PARAMS_MARKER) != 1 or unexpected:
-        raise RuntimeError(f"bertviz/{name}.js is not the layout this module was written for (bertviz 1.4.1)")
+        raise BertvizUnavailable(f"The bertviz views are unavailable: bertviz/{name}.js is not the layout this "
+                                 f"module was written for (bertviz 1.4.1); {_REINSTALL}.")
     return source
 
 
