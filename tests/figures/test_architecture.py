@@ -79,8 +79,10 @@ def test_phi3_tree_html_shows_shapes_and_fold():
     report = describe_known_model("Phi-3-mini-4k-instruct")
     markup = module_tree_html(report.tree)
     assert "32 x Phi3DecoderLayer" in markup
-    assert "Embedding(32064, 3072)" in markup
-    assert "Linear(3072 -&gt; 9216)" in markup and "Linear(3072 -&gt; 16384)" in markup
+    # torch's own signatures, as print(model) shows them (#13).
+    assert "Embedding(32064, 3072, padding_idx=32000)" in markup
+    assert "Linear(in_features=3072, out_features=9216, bias=False)" in markup
+    assert "Linear(in_features=3072, out_features=16384, bias=False)" in markup
     assert "Q 3072 + K 3072 + V 3072" in markup and "gate 8192 + up 8192" in markup
     assert "3,821,079,552 params" in markup
     assert "weight [32064, 3072]" in markup
@@ -173,3 +175,21 @@ def test_formatters():
     assert format_count(3_821_079_552) == "3.82 B" and format_count(124_439_808) == "124 M"
     assert format_bytes(393_216_000) == "375 MiB" and format_bytes(512) == "512 B"
     assert format_share(0.0003) == "<0.1%" and format_share(0) == "0.0%" and format_share(0.316) == "31.6%"
+
+
+def test_mixtral_tree_and_texts_name_experts():
+    report = describe_known_model("Mixtral-8x7B-v0.1")
+    markup = module_tree_html(report.tree)
+    assert "router" in markup and "experts" in markup and "8 experts, 2 active per token" in markup
+    overview = architecture_overview_markdown(report)
+    assert "8 experts with 2 active per token" in overview and "12,879,925,248" in overview
+    assert "active per token" in parameter_breakdown_figure(report.breakdown).layout.title.text
+    assert "| Experts | 8 (2 active per token) |" in config_summary_markdown(report.summary)
+
+
+def test_kv_cache_markdown_falcon_40b_grouped_query():
+    report = describe_known_model("falcon-40b")
+    text = kv_cache_markdown(kv_cache_estimate(report.dims, tokens=1000, batch=1, dtype="fp16"))
+    assert "8 KV heads x 64 d\\_head" in text and "122,880 bytes" in text
+    assert "128 / 8 = 16x" in text and "expands them to 128 heads" in text
+    assert "grouped-query" in architecture_overview_markdown(report)

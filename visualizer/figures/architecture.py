@@ -22,20 +22,22 @@ from visualizer.figures.common import base_layout, plotly_text
 
 _ROLE_LABELS = {
     "causal_lm": "model", "backbone": "body", "embedding": "token embedding",
-    "position_embedding": "position embedding", "layers": "layer stack", "decoder_layer": "decoder layer",
+    "position_embedding": "position embedding", "embedding_norm": "embedding norm",
+    "layers": "layer stack", "decoder_layer": "decoder layer",
     "attention": "attention", "qkv_fused": "fused Q/K/V", "q_proj": "query", "k_proj": "key", "v_proj": "value",
     "attn_out": "attention output", "rotary": "RoPE", "mlp": "MLP", "gated_mlp": "gated MLP",
     "gate_up_fused": "fused gate/up", "gate_proj": "gate", "up_proj": "up", "down_proj": "down",
     "mlp_in": "MLP in", "mlp_out": "MLP out", "activation": "activation", "attn_norm": "pre-attention norm",
     "mlp_norm": "pre-MLP norm", "attn_post_norm": "post-attention norm", "mlp_post_norm": "post-MLP norm",
     "qk_norm": "query/key norm", "final_norm": "final norm", "norm": "norm", "lm_head": "LM head",
-    "dropout": "dropout",
+    "dropout": "dropout", "moe": "mixture of experts", "router": "router", "experts": "experts",
+    "expert": "expert", "shared_expert": "shared expert", "shared_expert_gate": "shared-expert gate",
 }
 
 # Category colours of the breakdown chart: readable on white and on dark backgrounds.
 _CATEGORY_COLOURS = {
     "embedding": "#4C78A8", "position_embedding": "#72B7B2", "attention": "#F58518", "mlp": "#E45756",
-    "norms": "#54A24B", "other": "#9D755D", "final_norm": "#54A24B", "lm_head": "#B279A2",
+    "norms": "#54A24B", "other": "#9D755D", "embedding_norm": "#54A24B", "final_norm": "#54A24B", "lm_head": "#B279A2",
 }
 
 # Inline styles only (gr.HTML renders innerHTML; no <style> or <script> needed). Greys are translucent
@@ -197,6 +199,8 @@ def parameter_breakdown_figure(breakdown: Breakdown) -> go.Figure:
     title = f"Parameters: {breakdown.total:,} ({format_count(breakdown.total)})"
     if breakdown.tied_embeddings:
         title += " · embeddings tied"
+    if breakdown.n_experts:
+        title += f" · {format_count(breakdown.active_params)} active per token"
     fig = base_layout(fig, title, height=140 + 42 * len(items))
     fig.update_layout(margin=dict(l=170, r=30, t=50, b=50), showlegend=False)
     return fig
@@ -230,23 +234,24 @@ def weight_memory_markdown(memory: dict[str, int], n_params: int) -> str:
 
 def kv_cache_markdown(estimate: KvCacheEstimate) -> str:
     """The KV-cache calculator's result with the formula written out, and why the d_model shortcut is off."""
-    spec, nbytes = estimate.spec, estimate.bytes_per_value
+    dims, nbytes = estimate.dims, estimate.bytes_per_value
     dtype = f" {_md(estimate.dtype)}" if estimate.dtype else ""
     seq = "sequence" if estimate.batch == 1 else "sequences"
     lines = [
         f"**KV cache: {estimate.bytes:,} bytes ({format_bytes(estimate.bytes)})** for {estimate.tokens:,} tokens "
         f"x {estimate.batch} {seq}{dtype}",
         "",
-        f"2 (K and V) x {spec.n_layers} layers x {estimate.batch} batch x {estimate.tokens:,} tokens x "
-        f"{spec.n_kv_heads} KV heads x {spec.d_head} d\\_head x {nbytes:g} bytes = {estimate.bytes:,} bytes",
+        f"2 (K and V) x {dims.n_layers} layers x {estimate.batch} batch x {estimate.tokens:,} tokens x "
+        f"{dims.n_kv_heads} KV heads x {dims.d_head} d\\_head x {nbytes:g} bytes = {estimate.bytes:,} bytes",
         "",
         f"Each new token of one sequence adds {estimate.bytes_per_token:,} bytes "
         f"({format_bytes(estimate.bytes_per_token)}): one key and one value vector of "
-        f"{spec.n_kv_heads} x {spec.d_head} = {spec.kv_dim:,} numbers in every layer.",
+        f"{dims.n_kv_heads} x {dims.d_head} = {dims.d_kv:,} numbers in every layer "
+        f"({_md(dims.describe_kv_sharing())}).",
         "",
         _naive_formula_text(estimate),
     ]
-    for note in spec.notes:
+    for note in estimate.notes:
         lines += ["", _md(note)]
     if estimate.sliding_bytes is not None and estimate.sliding_bytes != estimate.bytes:
         lines += ["", f"With the sliding window respected (as transformers' DynamicCache does), the cache at "
@@ -255,23 +260,23 @@ def kv_cache_markdown(estimate: KvCacheEstimate) -> str:
 
 
 def _naive_formula_text(estimate: KvCacheEstimate) -> str:
-    spec, naive = estimate.spec, estimate.naive_bytes
-    shortcut = (f"The shortcut 2 x layers x tokens x d\\_model x bytes (d\\_model = {spec.d_model:,}) gives "
+    dims, naive = estimate.dims, estimate.naive_bytes
+    shortcut = (f"The shortcut 2 x layers x tokens x d\\_model x bytes (d\\_model = {dims.d_model:,}) gives "
                 f"{naive:,} bytes ({format_bytes(naive)})")
     if naive == estimate.bytes:
         return (f"{shortcut}, the same here: every query head has its own key/value head and "
                 f"n\\_heads x d\\_head = d\\_model.")
     ratio = naive / estimate.bytes if estimate.bytes else float("inf")
-    if spec.grouped_query and spec.n_heads * spec.d_head == spec.d_model:
-        why = (f"it assumes one key/value head per query head, but with grouped-query attention "
-               f"{spec.n_heads} query heads share {spec.n_kv_heads} key/value heads, so it over-counts by "
-               f"n\\_heads / n\\_kv\\_heads = {spec.n_heads} / {spec.n_kv_heads} = {ratio:g}x.")
+    if dims.n_kv_heads < dims.n_heads and dims.d_q == dims.d_model:
+        why = (f"it assumes one key/value head per query head, but with {dims.kv_sharing} attention "
+               f"{dims.n_heads} query heads share {dims.n_kv_heads} key/value head(s), so it over-counts by "
+               f"n\\_heads / n\\_kv\\_heads = {dims.n_heads} / {dims.n_kv_heads} = {ratio:g}x.")
     else:
         direction = "over-counts" if ratio > 1 else "under-counts"
-        why = (f"it {direction} by {ratio:.3g}x = d\\_model / (n\\_kv\\_heads x d\\_head) = {spec.d_model:,} / "
-               f"({spec.n_kv_heads} x {spec.d_head}): this config sets d\\_head = {spec.d_head} explicitly "
-               f"instead of d\\_model / n\\_heads, and has {spec.n_kv_heads} key/value heads for "
-               f"{spec.n_heads} query heads.")
+        why = (f"it {direction} by {ratio:.3g}x = d\\_model / (n\\_kv\\_heads x d\\_head) = {dims.d_model:,} / "
+               f"({dims.n_kv_heads} x {dims.d_head}): this config sets d\\_head = {dims.d_head} explicitly "
+               f"instead of d\\_model / n\\_heads, and has {dims.n_kv_heads} key/value heads for "
+               f"{dims.n_heads} query heads.")
     return f"{shortcut}: {why} Only keys and values are cached, and they are n\\_kv\\_heads x d\\_head wide."
 
 
@@ -300,6 +305,10 @@ def architecture_overview_markdown(report: ArchitectureReport) -> str:
     """One line for the top of the tab."""
     s = report.summary
     source = "built from the config on the meta device (no weights loaded)" if report.on_meta else "loaded model"
+    experts = ""
+    if s.n_experts:
+        experts = (f", {s.n_experts} experts with {s.n_experts_per_token} active per token "
+                   f"({s.active_params:,} = {format_count(s.active_params)} parameters used per token)")
     return (f"**{_md(s.name)}** ({_md(s.architecture)}, {source}): {report.n_params:,} parameters "
             f"({format_count(report.n_params)}), {s.n_layers} layers, d\\_model {s.d_model:,}, "
-            f"{s.n_heads} heads ({s.n_kv_heads} KV), vocabulary {s.d_vocab or 0:,}.")
+            f"{s.n_heads} heads ({s.n_kv_heads} KV, {_md(s.kv_sharing)}){experts}, vocabulary {s.d_vocab or 0:,}.")
