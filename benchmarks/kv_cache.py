@@ -100,9 +100,11 @@ def _time_generate(model, prompt_ids: list[int], n_new_tokens: int, use_cache: b
 
 
 def _time_app(model, prompt_ids: list[int], n_new_tokens: int, warmup_tokens: int, interleave: bool):
-    from visualizer.analysis.kv_cache import RaceLimits, race_kv_cache, run_to_end
+    from visualizer.config import Limits
+    from visualizer.runs.kv_race import race_kv_cache
+    from visualizer.runs.timing import run_to_end
 
-    limits = RaceLimits(max_new_tokens=max(n_new_tokens, 1), max_prompt_tokens=max(len(prompt_ids), 1))
+    limits = Limits(max_new_tokens=max(n_new_tokens, 1), max_prompt_tokens=max(len(prompt_ids), 1))
     return run_to_end(race_kv_cache(model, prompt_ids, n_new_tokens, 1, limits=limits,
                                     warmup_tokens=warmup_tokens, interleave=interleave))
 

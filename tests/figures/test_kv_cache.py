@@ -14,9 +14,9 @@ from visualizer.analysis.kv_cache import (
     MODES,
     UNCACHED,
     OutputComparison,
-    race_kv_cache,
-    run_to_end,
-    sweep_kv_cache,
+    SweepResult,
+    fit_polynomial,
+    speed_phrase,
 )
 from visualizer.figures.kv_cache import (
     LABELS,
@@ -35,6 +35,9 @@ from visualizer.figures.kv_cache import (
     sweep_figure,
     totals_figure,
 )
+from visualizer.runs.kv_race import race_kv_cache
+from visualizer.runs.kv_sweep import sweep_kv_cache
+from visualizer.runs.timing import run_to_end
 
 NASTY = "<b>x</b> & \"y\""
 
@@ -60,7 +63,7 @@ def race(arch: str = "llama", n_new_tokens: int = 8, n_repeats: int = 3):
 @functools.cache
 def sweep_updates():
     ids = tiny_tokenizer()("The capital of France is")["input_ids"]
-    return list(sweep_kv_cache(tiny_model("llama"), ids, [4, 8, 12], 2, warmup_tokens=1))
+    return list(sweep_kv_cache(tiny_model("llama"), ids, [4, 8, 12], 3, warmup_tokens=1))
 
 
 def traces_named(fig: go.Figure, fragment: str) -> list:
@@ -113,7 +116,7 @@ def test_totals_figure_stacks_prefill_and_decode():
     for index, mode in enumerate(MODES):
         assert prefill.x[index] == pytest.approx(np.median(result.mode(mode).prefill_s))
         assert decode.x[index] == pytest.approx(np.median(result.mode(mode).decode_s))
-    assert f"{result.speedup:.2f}×" in fig.layout.title.text
+    assert speed_phrase(result.speedup) in fig.layout.title.text
 
 
 def test_repeats_figure_has_every_repeat():
@@ -129,7 +132,8 @@ def test_summary_lists_both_modes_speedup_and_warning():
     rows = summary_rows(result)
     assert len(rows) == 2 and all(len(r) == len(SUMMARY_HEADERS) for r in rows)
     text = summary_html(result)
-    assert f"{result.speedup:.2f}× faster" in text
+    assert f"{speed_phrase(result.speedup)} with the cache" in text  # "faster" or "slower", by the result
+    assert f"{result.speedup:.2f}×" in text
     assert "mean ± std. dev. of 3 runs" in text
     assert "without exclusive use" in text  # this race ran without a lock: the page must say so
 
@@ -145,11 +149,32 @@ def test_sweep_figure_shows_points_and_fitted_shapes():
         np.testing.assert_allclose(points[0].y, result.medians_s(mode))
     assert len(traces_named(fig, "linear fit")) == 1 and len(traces_named(fig, "quadratic fit")) == 1
     assert fig.layout.xaxis.title.text == "new tokens N"
+    assert "median of 3 repeats" in fig.layout.title.text
+    for trace in traces_named(fig, "fit"):
+        assert min(trace.y) >= 0  # a fitted total time never dips below 0 s
+
+
+def test_sweep_hover_gives_median_every_repeat_and_spread_and_flags_a_busy_machine():
+    result = sweep_updates()[-1].result
+    fig = sweep_figure(result)
+    cached = [t for t in fig.data if t.name == LABELS[CACHED]][0]
+    assert "median" in cached.hovertemplate and "spread" in cached.hovertemplate
+    assert cached.customdata.shape == (3, 4) and list(cached.customdata[:, 3]) == [3, 3, 3]
+    np.testing.assert_allclose(cached.customdata[:, 2], result.spreads(CACHED) * 100)
+    assert cached.text[0].count(",") == 2  # all three repeats listed
+    lengths = np.array([10, 20, 30])
+    totals = {CACHED: np.array([[1.0, 1.9, 1.1], [2.0, 2.1, 2.0], [3.0, 3.1, 3.0]]),
+              UNCACHED: np.array([[1.2, 1.3, 1.2], [3.0, 3.1, 3.0], [6.0, 6.2, 6.1]])}
+    busy = SweepResult(5, lengths, totals, {m: fit_polynomial(np.repeat(lengths, 3), totals[m].ravel(), 1)
+                                            for m in MODES}, result.conditions)
+    notes = [a.text for a in sweep_figure(busy).layout.annotations]
+    assert any("too busy" in note for note in notes)
+    assert not any("too busy" in (a.text or "") for a in fig.layout.annotations) or result.busy_warning
 
 
 def test_sweep_figure_from_a_streamed_update():
     updates = [u for u in sweep_updates() if u.phase == "timing"]
-    fig = sweep_figure(updates[4])  # N = 4 done (2 repeats x 2 modes), N = 8 started with the cached run
+    fig = sweep_figure(updates[7])  # N = 4 done (3 repeats x 2 modes), N = 8 started: uncached, then cached
     assert not traces_named(fig, "fit")
     cached = [t for t in fig.data if t.name == LABELS[CACHED]][0]
     assert list(cached.x) == [4, 8]

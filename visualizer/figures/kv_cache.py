@@ -25,6 +25,7 @@ from visualizer.analysis.kv_cache import (
     SweepResult,
     SweepUpdate,
     format_seconds,
+    speed_phrase,
 )
 from visualizer.figures.common import base_layout
 
@@ -138,7 +139,7 @@ def totals_figure(result: RaceResult) -> go.Figure:
         text=[f"total {format_seconds(s.median_s)}" for s in stats], textposition="inside",
         insidetextanchor="middle", textfont=dict(color="white"),
         hovertemplate="decode: %{x:.3f} s<extra></extra>"))
-    base_layout(fig, f"{result.n_new_tokens} tokens: {result.speedup:.2f}× faster with the cache "
+    base_layout(fig, f"{result.n_new_tokens} tokens: {speed_phrase(result.speedup)} with the cache "
                      f"(median of {result.n_repeats})", height=300)
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="seconds (whiskers: fastest and slowest repeat)", rangemode="tozero")
@@ -181,8 +182,8 @@ def summary_html(result: RaceResult) -> str:
     body = "".join("<tr>" + "".join(f"<td style='padding-right:1em'>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in summary_rows(result))
     paired = result.speedup_per_repeat
-    lines = [f"<p><b>{result.speedup:.2f}× faster with the cache</b> (ratio of medians; per repeat "
-             f"{paired.min():.2f}× – {paired.max():.2f}×).</p>"]
+    lines = [f"<p><b>{speed_phrase(result.speedup)} with the cache</b> (ratio of medians {result.speedup:.2f}×; "
+             f"per repeat {paired.min():.2f}× – {paired.max():.2f}×).</p>"]
     for mode in MODES:
         lines.append(f"<p><code>{html.escape(LABELS[mode])}: {html.escape(result.mode(mode).total.timeit_text())}"
                      f"</code></p>")
@@ -209,27 +210,16 @@ def summary_html(result: RaceResult) -> str:
 def sweep_figure(sweep: SweepResult | SweepUpdate) -> go.Figure:
     """Total time against N for both modes: medians with min–max whiskers, and the fitted curves.
 
-    Works on a finished SweepResult (points + fits) and on a streamed SweepUpdate (points so far).
+    Works on a finished SweepResult (points + fits + a "too busy" note when the repeats disagree) and on a
+    streamed SweepUpdate (points so far). The hover gives each point's median, every repeat and the spread.
     """
     fig = go.Figure()
     lengths = [int(n) for n in sweep.lengths]
-    fits = getattr(sweep, "fits", None)
     for mode in MODES:
-        # A streamed sweep has fewer points than lengths so far: zip stops at the shorter.
-        measured = zip(lengths, sweep.totals_s.get(mode, ()), strict=False)
-        points = [(n, np.asarray(runs, dtype=np.float64)) for n, runs in measured if len(runs)]
-        if not points:
-            continue
-        x = np.array([n for n, _ in points])
-        med = np.array([np.median(r) for _, r in points])
-        lo = np.array([r.min() for _, r in points])
-        hi = np.array([r.max() for _, r in points])
-        fig.add_trace(go.Scatter(
-            x=x, y=med, mode="markers", name=LABELS[mode], legendgroup=mode,
-            marker=dict(color=COLORS[mode], size=9),
-            error_y=dict(type="data", symmetric=False, array=hi - med, arrayminus=med - lo),
-            hovertemplate="N = %{x}: %{y:.3f} s (median)<extra>" + mode + "</extra>"))
-        if fits and mode in fits:
+        _sweep_points(fig, mode, lengths, sweep.totals_s.get(mode, ()))
+    fits = getattr(sweep, "fits", None) or {}
+    for mode in MODES:
+        if mode in fits:
             fit = fits[mode]
             grid = np.linspace(0, max(lengths), 100)
             shape = "linear" if fit.degree == 1 else "quadratic"
@@ -237,10 +227,38 @@ def sweep_figure(sweep: SweepResult | SweepUpdate) -> go.Figure:
                 x=grid, y=fit(grid), mode="lines", legendgroup=mode, line=dict(color=COLORS[mode], dash="dash"),
                 name=f"{shape} fit: {fit.equation} (R² {fit.r_squared:.3f})",
                 hovertemplate=f"{shape} fit, N = %{{x:.0f}}: %{{y:.3f}} s<extra>{mode}</extra>"))
-    base_layout(fig, "Total time against the number of new tokens", height=440)
+    title = "Total time against the number of new tokens"
+    if isinstance(sweep, SweepResult):
+        title += f" (median of {sweep.n_repeats} repeats; whiskers: fastest and slowest)"
+    base_layout(fig, title, height=440)
+    if isinstance(sweep, SweepResult) and sweep.busy_warning:  # the full sentence is in the status line
+        fig.add_annotation(x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                           text="⚠ the repeats disagree: the machine was too busy to trust these times",
+                           font=dict(color="#b35900", size=12))
     fig.update_xaxes(title="new tokens N", range=[0, max(lengths) * 1.05 if lengths else 1])
     fig.update_yaxes(title="total time (s)", rangemode="tozero")
     return _legend_below(fig, 440)
+
+
+def _sweep_points(fig: go.Figure, mode: Mode, lengths: list[int], totals: Sequence[Sequence[float]]) -> None:
+    """One marker per measured length at the median, whiskers to the fastest and slowest repeat."""
+    # A streamed sweep has fewer points than lengths so far: zip stops at the shorter.
+    points = [(n, np.asarray(runs, dtype=np.float64)) for n, runs in zip(lengths, totals, strict=False) if len(runs)]
+    if not points:
+        return
+    x = np.array([n for n, _ in points])
+    med = np.array([np.median(r) for _, r in points])
+    lo = np.array([r.min() for _, r in points])
+    hi = np.array([r.max() for _, r in points])
+    spread = np.where(med > 0, (hi - lo) / np.where(med > 0, med, 1), 0.0)
+    runs_text = [", ".join(f"{v:.3f}" for v in r) for _, r in points]
+    fig.add_trace(go.Scatter(
+        x=x, y=med, mode="markers", name=LABELS[mode], legendgroup=mode, marker=dict(color=COLORS[mode], size=9),
+        error_y=dict(type="data", symmetric=False, array=hi - med, arrayminus=med - lo),
+        customdata=np.stack([lo, hi, spread * 100, [r.size for _, r in points]], axis=1), text=runs_text,
+        hovertemplate=("N = %{x}: median %{y:.3f} s of %{customdata[3]} repeats (%{text} s); fastest "
+                       "%{customdata[0]:.3f} s, slowest %{customdata[1]:.3f} s, spread %{customdata[2]:.0f}% "
+                       "of the median<extra>" + mode + "</extra>")))
 
 
 # ---------------------------------------------------------------------------------------------------
