@@ -36,6 +36,8 @@ ZOO: dict[str, tuple[str, dict, int, str, tuple[int, int, int] | None, int]] = {
     "gpt2": ("gpt2", dict(n_embd=64, n_layer=2, n_head=8, vocab_size=320, n_positions=128), 8, "multi-head",
              (64, 64, 64), 0),
     "llama": ("llama", _LLAMA_LIKE, 2, "grouped-query", None, 0),
+    "opt_projected": ("opt", dict(_SMALL, ffn_dim=96, word_embed_proj_dim=32, max_position_embeddings=128),
+                      8, "multi-head", None, 0),
     "cohere": ("cohere", dict(_LLAMA_LIKE, logit_scale=0.5), 2, "grouped-query", None, 0),
 }
 NAMES = list(ZOO)
@@ -90,6 +92,9 @@ def test_every_module_with_weights_has_a_role(name):
     report = describe_config(_config(name))
     unnamed = [node.path for node in report.tree.walk() if node.params_own and node.role == "other"]
     assert not unnamed
+    # Exactly one final norm, whatever the family calls it (OPT keeps it inside its decoder, BLOOM also
+    # normalises its embedding).
+    assert len([node for node in report.tree.walk() if node.role == "final_norm"]) == 1
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if ZOO[n][5]])

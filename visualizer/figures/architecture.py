@@ -32,6 +32,7 @@ _ROLE_LABELS = {
     "qk_norm": "query/key norm", "final_norm": "final norm", "norm": "norm", "lm_head": "LM head",
     "dropout": "dropout", "moe": "mixture of experts", "router": "router", "experts": "experts",
     "expert": "expert", "shared_expert": "shared expert", "shared_expert_gate": "shared-expert gate",
+    "project_in": "input projection", "project_out": "output projection",
 }
 
 # Category colours of the breakdown chart: readable on white and on dark backgrounds.

@@ -30,6 +30,10 @@ ROLE_EXPLANATIONS: dict[str, str] = {
                           "added to the token embedding. Its number of rows caps the context length.",
     "embedding_norm": "Embedding norm (BLOOM style): normalises the token embedding once, before the first "
                       "layer. It is not the final norm: that one sits after the last layer.",
+    "project_in": "Input projection (OPT-350m): the word embeddings are narrower than d_model; this maps them "
+                  "up to d_model before the first layer.",
+    "project_out": "Output projection (OPT-350m): maps the final d_model vector down to the word-embedding width, "
+                   "so the (tied) LM head can read it.",
     "layers": "The stack of decoder layers. Each layer has the same shapes but its own weights; the residual "
               "stream flows through them in order.",
     "decoder_layer": "One transformer block: normalise, attend, add the result to the residual stream; then "
@@ -177,8 +181,8 @@ def classify(name: str, module: nn.Module, parent_role: str | None, parent: nn.M
     """The role of `module`, reached as child `name` of a module whose role is `parent_role`."""
     if parent_role is None:
         return "causal_lm"
-    if isinstance(module, PreTrainedModel):
-        return "backbone"
+    if isinstance(module, PreTrainedModel) or (parent_role == "backbone" and _holds_layer_stack(module)):
+        return "backbone"  # OPT's body is a plain OPTDecoder module inside OPTModel
     if parent_role == "moe" and name in _ROLES_IN_MOE:
         return _ROLES_IN_MOE[name]
     if isinstance(module, nn.ModuleList):
@@ -223,6 +227,8 @@ def _linear_role(name: str, parent_role: str, is_output_embedding: bool) -> str:
         return _LINEAR_ROLES_IN_ATTENTION.get(name, "other")
     if parent_role in _MLP_LIKE_ROLES:
         return _LINEAR_ROLES_IN_MLP.get(name, "other")
+    if parent_role == "backbone" and name in ("project_in", "project_out"):
+        return name  # OPT-350m: word embeddings narrower than d_model
     if parent_role == "decoder_layer":  # OPT-style layers hold fc1/fc2 directly
         return _LINEAR_ROLES_IN_LAYER.get(name, "other")
     return "other"
@@ -230,8 +236,9 @@ def _linear_role(name: str, parent_role: str, is_output_embedding: bool) -> str:
 
 def _norm_role(name: str, parent_role: str, parent: nn.Module | None) -> str:
     if parent_role == "backbone":
-        # A norm the body applies before its layer stack normalises the embedding (BLOOM), not the output.
-        return "embedding_norm" if _comes_before_layers(name, parent) else "final_norm"
+        # BLOOM's word_embeddings_layernorm normalises the embedding, not the output. (Registration order
+        # cannot tell them apart: OPT registers its final_layer_norm before its layers.)
+        return "embedding_norm" if "emb" in name.lower() else "final_norm"
     if parent_role == "attention":
         return "qk_norm"
     if parent_role != "decoder_layer":
@@ -243,9 +250,5 @@ def _norm_role(name: str, parent_role: str, parent: nn.Module | None) -> str:
     return _NORM_ROLES_IN_LAYER.get(name, "norm")
 
 
-def _comes_before_layers(name: str, parent: nn.Module | None) -> bool:
-    if parent is None:
-        return False
-    names = [child_name for child_name, _ in parent.named_children()]
-    stacks = [i for i, (_, child) in enumerate(parent.named_children()) if isinstance(child, nn.ModuleList)]
-    return bool(stacks) and name in names and names.index(name) < stacks[0]
+def _holds_layer_stack(module: nn.Module) -> bool:
+    return any(isinstance(child, nn.ModuleList) for child in module.children())
