@@ -237,9 +237,6 @@ def test_session_on_a_model_with_a_layer_on_disk_gives_the_same_trace(saved_tiny
     _assert_same_recomputed_layer_and_race(split, whole)
 
 
-@pytest.mark.xfail(reason="ModelSession.device and build_trace read lm_head.weight.device, which is `meta` when "
-                   "accelerate offloads the head: they must use visualizer.device.input_device (issue 15)",
-                   strict=False)
 def test_session_on_a_model_spread_by_accelerate_auto_gives_the_same_trace(saved_tiny_phi3, tmp_path):
     weights = loading.estimate_weight_bytes(str(saved_tiny_phi3), torch.float32, False)
     max_memory = {"cpu": int(weights * 0.6)}  # the embedding fits; the blocks and the head go to disk

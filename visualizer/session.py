@@ -9,6 +9,7 @@ timing run can hold the model alone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -23,22 +24,20 @@ from visualizer import gpu
 from visualizer.allocator import keep_freed_memory
 from visualizer.analysis.architecture import ArchitectureReport, describe_architecture
 from visualizer.analysis.generation import Step, greedy_steps
-from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate, race_kv_cache, sweep_kv_cache
-from visualizer.analysis.sampling import (
-    BatchResult,
-    ContinuationsStep,
-    SamplingSettings,
-    batch_generate,
-    sample_continuations,
-)
+from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate
+from visualizer.analysis.sampling import BatchResult, ContinuationsStep, SamplingSettings
 from visualizer.capture import ActivationCapture
 from visualizer.config import AppConfig
+from visualizer.device import input_device, memory_budget, module_device
 from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
 from visualizer.model_parts import find_model_parts
+from visualizer.runs.kv_race import race_kv_cache
+from visualizer.runs.kv_sweep import sweep_kv_cache
+from visualizer.runs.sampling import batch_generate, sample_continuations
 from visualizer.self_check import run_self_check
 from visualizer.tokens import encode_prompt
-from visualizer.trace import Trace, TraceOptions, build_trace, input_device, pattern_bytes, storage_dtype
+from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
@@ -100,8 +99,11 @@ class ModelSession:
         self.capture = ActivationCapture.of(model, parts)
         self.checks, self.parts = run_self_check(model, parts, self.capture, readouts)
         self.dims: ModelDims = self.parts.dims
+        self.budget = memory_budget(self.config, self.device, model, zero_gpu=gpu.ZERO_GPU)
+        # On ZeroGPU every trace is pickled back from the GPU worker: keep no patterns, recompute a layer when opened.
+        store = 0 if gpu.ZERO_GPU else self.config.limits.attention_store_bytes
         self.trace_options = TraceOptions(
-            top_k=self.config.limits.max_top_k, attention_store_bytes=self.config.limits.attention_store_bytes,
+            top_k=self.config.limits.max_top_k, attention_store_bytes=store,
             lens_unavailable=self.checks.lens.message, attention_unavailable=self.checks.attention.message)
         for check in (self.checks.lens, self.checks.attention, self.checks.resid):
             if check.message:
@@ -167,14 +169,12 @@ class ModelSession:
         logits = 3 * n_pos * p.d_vocab * 4
         resid = (p.n_layers + 1) * n_pos * p.d_model * elt
         kept = pattern_bytes(p.n_layers, p.n_heads, n_pos, storage_dtype(self.dtype).itemsize)
-        kept = kept if kept <= self.config.limits.attention_store_bytes else 0
+        kept = kept if kept <= self.trace_options.attention_store_bytes else 0
         return one_layer_attention + logits + resid + kept
 
     def check_budget(self, what: str, estimate: int) -> None:
-        budget = self.config.limits.memory_budget_bytes
-        if estimate > budget:
-            raise ValueError(f"{what} would need about {estimate / 2**20:,.0f} MiB, over this server's budget "
-                             f"of {budget / 2**20:,.0f} MiB: use a shorter prompt.")
+        if estimate > self.budget.bytes:
+            raise ValueError(self.budget.refusal(what, estimate))
 
     # ----- traces --------------------------------------------------------------------------------------
     def ids_of(self, prompt: str | list[int]) -> torch.Tensor:
@@ -292,16 +292,27 @@ class ModelSession:
                 update_interval_s: float = 0.2) -> Iterator[RaceUpdate]:
         """Generation with and without the KV cache, timed while holding the model alone, streamed."""
         ids = [int(i) for i in self.ids_of(prompt)]
-        yield from gpu.stream_on_device(
+        seconds, note = 30 + _as_seconds(n_new_tokens) * _as_seconds(n_repeats) // 5, None
+        if gpu.ZERO_GPU:  # the visitor's daily quota: shrink the race to fit, and say so
+            n_new_tokens, n_repeats, note = gpu.fit_race(_as_seconds(n_new_tokens), _as_seconds(n_repeats),
+                                                         gpu.available_seconds())
+            seconds = gpu.race_seconds(n_new_tokens, n_repeats)
+        updates = gpu.stream_on_device(
             self.key, "_exclusive_stream", race_kv_cache, (ids, n_new_tokens, n_repeats),
             dict(tokenizer=self.tokenizer, limits=self.config.limits, update_interval_s=update_interval_s),
-            gpu_seconds=30 + _as_seconds(n_new_tokens) * _as_seconds(n_repeats) // 5)
+            gpu_seconds=seconds)
+        yield from _with_note(updates, note)
 
-    def kv_sweep(self, prompt: str | list[int], lengths: list[int], n_repeats: int = 1) -> Iterator[SweepUpdate]:
+    def kv_sweep(self, prompt: str | list[int], lengths: list[int], n_repeats: int = 3) -> Iterator[SweepUpdate]:
         """Total generation time against N for both modes, holding the model alone, streamed."""
         ids = [int(i) for i in self.ids_of(prompt)]
-        yield from gpu.stream_on_device(self.key, "_exclusive_stream", sweep_kv_cache, (ids, lengths, n_repeats),
-                                        dict(limits=self.config.limits), gpu_seconds=120)
+        seconds, note = 120, None
+        if gpu.ZERO_GPU:
+            lengths, n_repeats, note = gpu.fit_sweep(lengths, _as_seconds(n_repeats), gpu.available_seconds())
+            seconds = gpu.sweep_seconds(lengths, n_repeats)
+        updates = gpu.stream_on_device(self.key, "_exclusive_stream", sweep_kv_cache, (ids, lengths, n_repeats),
+                                       dict(limits=self.config.limits), gpu_seconds=seconds)
+        yield from _with_note(updates, note)
 
     def architecture(self) -> ArchitectureReport:
         """The loaded model's module tree, parameter breakdown and KV-cache spec (computed once)."""
@@ -357,9 +368,17 @@ class ModelSession:
 
     def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:
         with self.lock.shared(), torch.inference_mode():
-            head = self.parts.lm_head.weight
-            logits = self.parts.unembed(resid_at_pos.to(head.device, head.dtype))  # [layer, d_vocab]
+            head = self.parts.lm_head
+            logits = self.parts.unembed(resid_at_pos.to(module_device(head), head.weight.dtype))  # [layer, d_vocab]
             return torch.log_softmax(logits.float(), -1).cpu()
+
+
+def _with_note(updates: Iterator[Any], note: str | None) -> Iterator[Any]:
+    """The updates of a timing run, the first one's message prefixed with why the run was shrunk."""
+    for index, update in enumerate(updates):
+        if note and index == 0 and hasattr(update, "message"):
+            update = dataclasses.replace(update, message=f"{note} {update.message}")
+        yield update
 
 
 def _not_text(value: Any) -> str:

@@ -16,6 +16,7 @@ from torch import nn
 
 from visualizer.analysis.attention import head_metrics
 from visualizer.capture import ActivationCapture
+from visualizer.device import input_device, module_device
 from visualizer.dims import ModelDims
 from visualizer.model_parts import ModelParts
 from visualizer.tokens import visible_token
@@ -120,11 +121,6 @@ def storage_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if model_dtype == torch.float32 else torch.float16
 
 
-def input_device(model: nn.Module) -> torch.device:
-    """Where token ids go: the input embedding's device (a dispatched model spreads over several)."""
-    return model.get_input_embeddings().weight.device
-
-
 @torch.inference_mode()
 def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture, tokenizer,
                 text: str, input_ids: torch.Tensor, options: TraceOptions = TraceOptions()) -> Trace:
@@ -190,7 +186,7 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
 
 def _lens_top(parts: ModelParts, resid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 id and probability of the logit lens at every layer and position: [n_layers + 1, pos] each."""
-    device = parts.lm_head.weight.device
+    device = module_device(parts.lm_head)
     lens_ids, lens_probs = [], []
     for layer_resid in resid:  # one layer at a time: [pos, d_vocab] is the largest temporary
         lens_log_probs = torch.log_softmax(parts.unembed(layer_resid.to(device)).float(), -1)

@@ -10,13 +10,7 @@ import pytest
 import torch
 
 from tests.tiny_models import tiny_model, tiny_tokenizer
-from visualizer.analysis.sampling import (
-    SamplingSettings,
-    batch_generate,
-    draw_samples,
-    process_logits,
-    sample_continuations,
-)
+from visualizer.analysis.sampling import SamplingSettings, draw_samples, process_logits
 from visualizer.figures.sampling import (
     BATCH_HEADERS,
     CONTINUATION_HEADERS,
@@ -29,6 +23,7 @@ from visualizer.figures.sampling import (
     readout_rows,
     readouts_html,
 )
+from visualizer.runs.sampling import batch_generate, sample_continuations
 
 NASTY = "<b>x</b> & \"y\"\n"
 
