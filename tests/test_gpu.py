@@ -70,9 +70,11 @@ def test_race_shrinks_repeats_then_n_to_fit():
     assert repeats == 1 and n < 200 and gpu.race_seconds(n, repeats) <= 25 and f"N = {n}" in note
 
 
-def test_sweep_drops_repeats_then_the_longest_lengths():
+def test_sweep_drops_repeats_then_the_longest_lengths_but_keeps_three_of_each():
     lengths = [16, 32, 64, 128, 256]
-    assert gpu.fit_sweep(lengths, 1, 600) == (lengths, 1, None)
-    kept, repeats, note = gpu.fit_sweep(lengths, 3, 60)
-    assert repeats == 1 and kept == lengths[:len(kept)] and len(kept) < len(lengths)
+    assert gpu.fit_sweep(lengths, 3, 600) == (lengths, 3, None)
+    kept, repeats, note = gpu.fit_sweep(lengths, 5, 60)
+    assert repeats == 3 and kept == lengths[:len(kept)] and 3 <= len(kept) < len(lengths)
     assert gpu.sweep_seconds(kept, repeats) <= 60 and "asked for 5 lengths" in note
+    kept, repeats, note = gpu.fit_sweep(lengths, 5, 25)  # three lengths at three repeats are too long: scale N down
+    assert repeats == 3 and len(kept) == 3 and kept[-1] < 64 and gpu.sweep_seconds(kept, repeats) <= 25

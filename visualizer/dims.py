@@ -39,6 +39,7 @@ class ModelDims:
     sliding_window: int | None = None
     layer_types: tuple[str, ...] = field(default=())  # "full_attention" | "sliding_attention" | ... per layer
     n_cached_kv_heads: int = 0  # KV heads transformers' cache really stores per layer (0: n_kv_heads)
+    kv_lora_rank: int = 0  # multi-head latent attention (DeepSeek-V2/V3): keys and values compressed to this rank
 
     @property
     def kv_sharing(self) -> KvSharing:
@@ -217,6 +218,7 @@ def dims_from_config(config: Any) -> ModelDims:
         sliding_window=int(window) if window else None,
         layer_types=_layer_types(cfg, n_layers),
         n_cached_kv_heads=n_heads if _broadcasts_kv_before_caching(cfg) else n_kv_heads,
+        kv_lora_rank=_count(cfg, "kv_lora_rank") or 0,
     )
 
 

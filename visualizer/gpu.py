@@ -144,14 +144,18 @@ def sweep_seconds(lengths: Sequence[int], n_repeats: int, step_s: float = DECODE
     return RACE_OVERHEAD_S + n_repeats * sum(2 * n + 8 for n in lengths) * step_s
 
 
-def fit_sweep(lengths: Sequence[int], n_repeats: int, seconds: float,
-              step_s: float = DECODE_STEP_S) -> tuple[list[int], int, str | None]:
-    """(lengths, repeats, note): fewer repeats first, then the longest lengths dropped, to fit `seconds`."""
+def fit_sweep(lengths: Sequence[int], n_repeats: int, seconds: float, step_s: float = DECODE_STEP_S,
+              min_repeats: int = 3, min_lengths: int = 3) -> tuple[list[int], int, str | None]:
+    """(lengths, repeats, note): fewer repeats, then fewer lengths, then every length scaled down, to fit
+    `seconds`; a sweep keeps at least `min_repeats` repeats (median and spread) and `min_lengths` lengths
+    (a fitted shape)."""
     kept, r = sorted(lengths), n_repeats
-    while r > 1 and sweep_seconds(kept, r, step_s) > seconds:
+    while r > min_repeats and sweep_seconds(kept, r, step_s) > seconds:
         r -= 1
-    while len(kept) > 1 and sweep_seconds(kept, r, step_s) > seconds:
+    while len(kept) > min_lengths and sweep_seconds(kept, r, step_s) > seconds:
         kept.pop()
+    while kept and kept[-1] > len(kept) and sweep_seconds(kept, r, step_s) > seconds:
+        kept = sorted({max(1 + i, int(n * 0.8)) for i, n in enumerate(kept)})
     if kept == sorted(lengths) and r == n_repeats:
         return list(lengths), r, None
     return kept, r, (f"To fit {seconds:.0f} s of GPU time the sweep runs N = {', '.join(map(str, kept))} with "

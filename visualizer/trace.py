@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visualizer.analysis.attention import head_metrics
+from visualizer.attention_metrics import head_metrics
 from visualizer.capture import ActivationCapture
 from visualizer.device import input_device, module_device
 from visualizer.dims import ModelDims

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from visualizer.dims import ModelDims
 
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
 
 def bytes_per_value(dtype: str | float) -> float:
@@ -71,4 +71,7 @@ def sharing_notes(dims: ModelDims) -> tuple[str, ...]:
     if other:
         notes.append(f"Some layers are of type {', '.join(other)}, which may keep no per-token KV cache; they "
                      "are counted like full attention here.")
+    if dims.kv_lora_rank:
+        notes.append(f"This model compresses keys and values to a rank-{dims.kv_lora_rank} latent (multi-head "
+                     "latent attention): the per-head formula over-estimates its cache.")
     return tuple(notes)
