@@ -69,7 +69,7 @@ def serve_null(port: int) -> None:
 
     from visualizer.config import QueueSettings
 
-    queue = QueueSettings()
+    queue = QueueSettings()  # the app's concurrency; no max_size: the ceiling turns nobody away
     with gr.Blocks() as demo:
         for api_name, (kinds, _) in ENDPOINTS.items():
             inputs = [_component(gr, kind) for kind in kinds]
@@ -78,7 +78,7 @@ def serve_null(port: int) -> None:
             button.click(lambda *args, n=N_OUTPUTS[api_name]: tuple([None] * n) if n > 1 else None, inputs,
                          outputs, api_name=api_name, concurrency_id="model",
                          concurrency_limit=queue.concurrency_limit)
-    demo.queue(max_size=queue.max_size, default_concurrency_limit=queue.concurrency_limit)
+    demo.queue(max_size=None, default_concurrency_limit=queue.concurrency_limit)
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True)
 
 
@@ -101,15 +101,16 @@ def measure_forward() -> dict:
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = [torch.tensor([tokenizer(p).input_ids]) for p in PROMPTS]
+    times = []
     with torch.inference_mode():
         for x in ids:  # warm-up
             model(x, output_hidden_states=True, output_attentions=True)
-        start = time.perf_counter()
-        rounds = 5
-        for _ in range(rounds):
+        for _ in range(5):
             for x in ids:
+                start = time.perf_counter()
                 model(x, output_hidden_states=True, output_attentions=True)
-    seconds = (time.perf_counter() - start) / (rounds * len(ids))
+                times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)  # a shared machine's stalls hit single passes, not the median
     return dict(forward_s=seconds, passes_per_s=1 / seconds, threads=torch.get_num_threads())
 
 
@@ -139,12 +140,12 @@ class Server:
                 self.process.wait()
 
 
-def start_server(name: str, command: list[str], port: int, timeout_s: float = 180) -> Server:
+def start_server(name: str, command: list[str], port: int, timeout_s: float = 180, cwd: Path = ROOT) -> Server:
     import httpx
 
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     log = open(Path(tempfile.gettempdir()) / f"benchmarks-load-{name}-{port}.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(name, f"http://127.0.0.1:{port}", process)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -177,7 +178,9 @@ async def call(client, url: str, endpoint: str, data: list, timeout_s: float) ->
     start = time.perf_counter()
     try:
         posted = await client.post(f"{url}/gradio_api/call/{endpoint}", json={"data": data}, timeout=timeout_s)
-        posted.raise_for_status()
+        if posted.status_code != 200:  # 503 with {"detail": "Queue is full..."} when the queue turns it away
+            return Answer(endpoint, data, time.perf_counter() - start, False, f"HTTP {posted.status_code}: "
+                          f"{posted.text[:120]}")
         event_id = posted.json()["event_id"]
         event = None
         async with client.stream("GET", f"{url}/gradio_api/call/{endpoint}/{event_id}", timeout=timeout_s) as stream:
@@ -294,6 +297,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120, help="seconds per request before it counts as an error")
     parser.add_argument("--app-args", nargs=argparse.REMAINDER, default=["--model", "bundled"],
                         help="arguments for app.py (default: --model bundled)")
+    parser.add_argument("--app-root", type=Path, default=ROOT,
+                        help="run app.py from this checkout (e.g. an older commit, to compare)")
     parser.add_argument("--serve-null", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--measure-forward", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,7 +317,7 @@ def main() -> None:
         servers.append(start_server("null", [sys.executable, "-m", "benchmarks.load", "--serve-null",
                                              str(null_port)], null_port))
         servers.append(start_server("app", [sys.executable, "app.py", *args.app_args, "--host", "127.0.0.1",
-                                            "--port", str(app_port)], app_port))
+                                            "--port", str(app_port)], app_port, cwd=args.app_root))
         null_server, app_server = servers
         asyncio.run(warm_up(null_server.url, args.timeout))
         null = Summary("do-nothing", *asyncio.run(run_burst(null_server.url, requests, args.timeout)))
