@@ -134,3 +134,67 @@ def test_edits_are_only_seen_by_the_calling_thread(session):
     edited, _ = run(session.model, session.capture, ids, edits={name: edit})
     assert torch.equal(seen["logits"], expected)
     assert not torch.equal(edited[0], expected)
+
+
+# ----- the session's experiments (ExperimentsMixin) -------------------------------------------------------------
+
+def experiments_session(arch: str):
+    from tests.tiny_models import tiny_model, tiny_tokenizer
+    from visualizer.session import ModelSession
+    from visualizer.session_experiments import ExperimentsMixin
+
+    class Session(ExperimentsMixin, ModelSession):
+        pass
+    return Session(tiny_model(arch), tiny_tokenizer(), source=f"tiny-{arch}")
+
+
+@pytest.fixture(params=["gpt2", "llama", "gemma2"], scope="module")
+def experiments(request):
+    return experiments_session(request.param)
+
+
+def test_session_attribution_sums_and_is_cached(experiments):
+    result = experiments.attribution(PROMPT)
+    assert result.max_error <= 1e-3 * max(1.0, abs(result.parts_logit))
+    assert result.target_id == int(plain_logits(experiments.model, experiments.encode(PROMPT))[-1].argmax())
+    assert experiments.attribution(PROMPT) is result
+    assert experiments.attribution(PROMPT, target=17, position=2).position == 2
+
+
+def test_session_ablation_and_head_grid(experiments):
+    nothing = experiments.ablation(PROMPT)
+    assert nothing.delta_log_prob == 0.0 and nothing.kl == 0.0
+    one = experiments.ablation(PROMPT, heads=[[0, 1]], mode="mean")
+    grid = experiments.ablate_each_head(PROMPT, mode="mean", target=one.target_id)
+    assert grid.deltas.shape == (experiments.dims.n_layers, experiments.dims.n_heads)
+    assert abs(grid.deltas[0, 1] - one.delta_log_prob) <= 1e-4
+    assert grid.forward_passes == 1 + experiments.dims.n_layers  # all heads of a layer in one batched pass
+    assert one.kl > 0
+
+
+def test_session_patching(experiments):
+    result = experiments.patching(PROMPT, CORRUPTED, clean_answer=11, corrupted_answer=" is")
+    assert result.scores.shape == (experiments.dims.n_layers + 1, len(experiments.encode(PROMPT)))
+    # patching the last block's output at the last position restores all of the difference
+    assert result.scores[-1, -1] == pytest.approx(1.0, abs=1e-4)
+    attn = experiments.patching(PROMPT, CORRUPTED, site="attn_out", clean_answer=5, corrupted_answer=7)
+    assert attn.scores.shape == (experiments.dims.n_layers, len(experiments.encode(PROMPT)))
+
+
+def test_session_minimal_pair(experiments):
+    same = experiments.minimal_pair(PROMPT, CORRUPTED, layer=1, head=2)
+    assert same.attention_diff is not None and same.kl_ab > 0 and 0 < same.js <= 0.6932
+    other = experiments.minimal_pair(PROMPT, "The capital of France is")
+    assert other.attention_diff is None and "B has 8" in other.attention_note
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda s: s.patching(PROMPT, "The capital of France is"), "7 tokens and the corrupted prompt 8"),
+    (lambda s: s.ablation(PROMPT, heads=[[0, 9]]), "head"),
+    (lambda s: s.ablation(PROMPT, mode="half"), "mode"),
+    (lambda s: s.attribution(PROMPT, target="Paris is"), "tokens"),
+    (lambda s: s.patching(PROMPT, PROMPT), "answers"),
+])
+def test_session_refuses_bad_input_with_a_message(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(experiments_session("llama"))
