@@ -142,3 +142,96 @@ def test_non_finite_sampling_settings_are_refused_in_python():
     for bad in (math.nan, math.inf, -math.inf, -0.5):
         with pytest.raises(ValueError):
             settings_of(bad, 0, 1.0, 0)
+
+
+# --- #13: messages that help, and no stale per-user state -------------------------------------------------------
+
+def _error(client, endpoint, args) -> str:
+    status, message = _call(client, endpoint, args)
+    assert status == "error", f"{endpoint} accepted {args!r:.120}"
+    return message
+
+
+def _raw_call(client, endpoint: str, body: str) -> str:
+    """POST a hand-written JSON body (escapes gradio_client cannot send) -> the event stream's text."""
+    url = client.src.rstrip("/") + "/gradio_api/call/" + endpoint
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}/{event_id}", timeout=60) as response:
+        return response.read().decode()
+
+
+def test_a_lone_surrogate_names_the_prompt(client):
+    """JSON may carry a lone surrogate as an escape; the tokenizer cannot encode it."""
+    stream = _raw_call(client, "next_token", '{"data": ["bad \\ud800 text", 5, ""]}')
+    assert "event: error" in stream and "prompt" in stream.lower(), stream
+    assert "TextEncodeInput" not in stream and "Something went wrong" not in stream
+
+
+@pytest.mark.parametrize("endpoint, index, word", [("/kv_cache", 1, "N"), ("/sampling", 4, "seed"),
+                                                   ("/next_token_generate", 1, "N"), ("/sampling_text", 6, "token")])
+def test_nan_numbers_say_which_field(endpoint, index, word):
+    """NaN cannot travel in JSON: the Python handler sees it as an API caller's float would arrive."""
+    import gradio as gr
+
+    from visualizer.ui.common import handler
+    from visualizer.ui.tabs import kv_cache, next_token, sampling
+
+    session = make_tiny_session("llama", max_prompt_tokens=100, max_new_tokens=20, max_samples=20_000)
+    fns = {"/kv_cache": (kv_cache.race, ["The capital", None, 4, 1]),
+           "/sampling": (sampling.distribution, ["The capital", None, 0.7, 10, 0.9, 0, 1000]),
+           "/next_token_generate": (next_token.generate, ["The capital", None, 3, 5, ""]),
+           "/sampling_text": (sampling.continuations, ["The capital", None, 0.7, 10, 0.9, 0, 2, 4])}
+    fn, args = fns[endpoint]
+    args[index + 1] = math.nan  # +1: the hidden sequence state follows the prompt
+    with pytest.raises(gr.Error) as error:
+        result = handler(fn, session, ["status"] if endpoint == "/kv_cache" else [])(*args)
+        list(result) if hasattr(result, "__next__") else result
+    message = str(error.value)
+    assert word.lower() in message.lower() and "nan" in message.lower(), message
+    assert "cannot convert" not in message and not message.startswith("Something went wrong")
+
+
+def test_a_deeply_nested_config_is_a_clean_error(client):
+    deep = "[" * 50_000 + "]" * 50_000
+    message = _error(client, "/architecture", ["paste config.json", "Llama-3.1-8B", '{"a": ' + deep + "}", 1000, 1,
+                                               "fp16"])
+    assert "RecursionError" not in message and not message.startswith("Something went wrong")
+
+
+def test_a_stored_sequence_never_answers_for_another_prompt(client):
+    """Within one client session: steps on a short prompt, then a too-long prompt on /attention is refused."""
+    status, _ = _call(client, "/next_token_step", [GOOD["/next_token"][0], 5, None, ""])
+    assert status == "ok"
+    message = _error(client, "/attention", ["word " * 400, 0, 0, False, "sink"])
+    assert "limit" in message
+    for endpoint, args in (("/attention_head", ["word " * 400, 0, 0, False]),
+                           ("/sampling", ["word " * 400, 0.7, 10, 0.9, 0, 1000])):
+        assert "limit" in _error(client, endpoint, args)
+
+
+def test_the_same_call_gives_the_same_answer_whatever_came_before(client):
+    args = ["Paris is the capital of", 5, 3, ""]
+    _, before = _call(client, "/next_token_position", args)
+    _call(client, "/next_token", ["The capital", 5, ""])  # a short prompt would have narrowed the slider
+    _call(client, "/next_token_step", ["Paris is the capital of", 5, None, ""])
+    _, after = _call(client, "/next_token_position", ["Monday, Tuesday, Wednesday,", 5, 6, ""])
+    assert after[0]  # position 6 works on a longer prompt although /next_token saw 3 tokens
+    _, again = _call(client, "/next_token_data", ["Paris is the capital of", 5, 3])
+    assert again["position"] == 3
+
+
+def test_positions_above_one_need_no_earlier_call():
+    from gradio_client import Client
+
+    from visualizer.ui import build_demo
+
+    demo = build_demo(make_tiny_session("llama", max_prompt_tokens=100))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    try:
+        status, result = _call(Client(url, verbose=False), "/next_token_position",
+                               ["The capital of France is", 5, 4, ""])
+        assert status == "ok" and result[0]
+    finally:
+        demo.close()

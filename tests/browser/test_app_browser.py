@@ -229,3 +229,29 @@ def test_kv_race_curves_grow_while_it_runs(slower_app_url, new_page):
     assert set(snapshots[-1]) == {"cached", "uncached"}
     expect(page.locator("#itl-kv-inspector")).to_contain_text("bytes")
     _assert_clean(recorded)
+
+
+def test_an_example_click_discards_the_generated_sequence(app_url, new_page):
+    """#13: Generate N, click an example, then Sampling's Generate continues from the example, not the old text."""
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url)
+    page = recorded.page
+    page.get_by_role("tab", name="Next token").click()
+    _set_prompt(page, "The capital of France is")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("#itl-token-chips .itl-chip").first).to_be_visible()
+    page.locator("#itl-generate").click()
+    expect(page.locator("#itl-steps")).to_contain_text("rank", timeout=EXPECT_TIMEOUT_MS)
+    grown = page.locator("#itl-growing-text textarea")
+    expect(grown).not_to_have_value("The capital of France is")  # it grew
+    generated = grown.input_value()
+    page.get_by_text("Monday, Tuesday, Wednesday,", exact=True).first.click()
+    expect(page.locator("#itl-prompt textarea")).to_have_value("Monday, Tuesday, Wednesday,")
+    page.get_by_role("tab", name="Sampling").click()
+    page.locator("#itl-sampling-generate").click()
+    texts = page.locator("#itl-sampling-texts")
+    expect(texts).to_contain_text("done")
+    prompt_shown = texts.locator("td span").first.inner_text()
+    assert prompt_shown == "Monday, Tuesday, Wednesday,", (prompt_shown, generated)
+    _assert_clean(recorded)

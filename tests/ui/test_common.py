@@ -27,6 +27,7 @@ def test_outputs_map_to_components_by_name_in_one_order():
     assert names_of(Outputs) == ["a", "b"]
     assert components_for({"b": "B", "a": "A"}, ["b", "a"]) == ["B", "A"]
     assert values_for(Outputs(a=1, b=2), ["b", "a"]) == (2, 1)
+    assert values_for(Outputs(a=1, b=2), ["b"]) == 2  # one output: the bare value, as Gradio expects
     with pytest.raises(KeyError, match="c"):
         components_for({"a": "A"}, ["a", "c"])
 
@@ -42,7 +43,7 @@ def test_handler_binds_the_session_and_hides_it_from_the_api():
         return Outputs(a=(session, prompt, k))
 
     call = handler(view, "S", ["a"])
-    assert call("p") == (("S", "p", 3),)
+    assert call("p") == ("S", "p", 3)
     assert list(inspect.signature(call).parameters) == ["prompt", "k"]
     assert call.__name__ == "view"
 

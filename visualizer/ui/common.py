@@ -55,9 +55,11 @@ def components_for(components: Mapping[str, Any], names: Sequence[str]) -> list:
     return [components[name] for name in names]
 
 
-def values_for(result: Any, names: Sequence[str]) -> tuple:
-    """A handler's outputs dataclass as the values Gradio expects for `names` (no deep copy, unlike astuple)."""
-    return tuple(getattr(result, name) for name in names)
+def values_for(result: Any, names: Sequence[str]) -> Any:
+    """A handler's outputs dataclass as the values Gradio expects for `names` (no deep copy, unlike astuple):
+    a tuple, or the bare value for a single output (Gradio would take a 1-tuple as the value itself)."""
+    values = tuple(getattr(result, name) for name in names)
+    return values[0] if len(values) == 1 else values
 
 
 def _bound(fn: Callable, session) -> Callable:

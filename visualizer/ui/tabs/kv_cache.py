@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 # Every name this tab takes from the KV-cache analysis, in one place (the package may move).
-from visualizer.analysis.kv_cache import RaceLimits, default_sweep_lengths
+from visualizer.analysis.kv_cache import MIN_SWEEP_REPEATS, default_sweep_lengths
 from visualizer.figures.kv_cache import (
     cache_inspector_html,
     cache_memory_figure,
@@ -67,17 +67,17 @@ def race(session, prompt: str, sequence: dict | None, n_new_tokens: int, n_repea
 
 def sweep(session, prompt: str, sequence: dict | None, progress: gr.Progress = PROGRESS):
     """Total time against N for both modes, at a few N up to the limit, streamed point by point."""
-    limits = RaceLimits.from_app_limits(session.config.limits)
+    limits = session.config.limits
     ids = [int(i) for i in session.ids_of(prompt_or_sequence(prompt, sequence))]
     room = (session.dims.n_ctx or 10**9) - len(ids)  # the sweep's longest run must fit the context
-    lengths = default_sweep_lengths(min(limits.max_sweep_new_tokens, room), min(5, limits.max_sweep_points))
-    for update in session.kv_sweep(ids, lengths, 1):
+    lengths = default_sweep_lengths(min(limits.max_new_tokens, room), min(5, limits.max_sweep_points))
+    for update in session.kv_sweep(ids, lengths, MIN_SWEEP_REPEATS):
         progress(update.fraction_done, desc=update.phase)
         yield KvCacheOutputs(sweep_status=update.message, sweep_plot=sweep_figure(update.result or update))
 
 
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
-    limits = RaceLimits.from_app_limits(session.config.limits)
+    limits = session.config.limits
     c: dict[str, Any] = {}
     with gr.Row():
         n_new = gr.Slider(2, limits.max_new_tokens, value=min(100, limits.max_new_tokens), step=1,

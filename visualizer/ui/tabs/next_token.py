@@ -93,7 +93,10 @@ def run_next_token(session, prompt: str, top_k_count: int, target_token: str) ->
 def at_position(session, prompt: str, sequence: dict | None, top_k_count: int, position: int,
                 target_token: str) -> NextTokenOutputs:
     """Top-k and the target's path across layers after one position (validated against the trace)."""
-    return _views(session, prompt_or_sequence(prompt, sequence), top_k_count, position, target_token)
+    trace = session.trace(prompt_or_sequence(prompt, sequence))
+    pos = check_position(trace, position)
+    return NextTokenOutputs(topk=top_k_figure(top_k(trace, session.tokenizer, pos, top_k_count)),
+                            **_lens_views(session, trace, pos, target_token))
 
 
 def step(session, prompt: str, sequence: dict | None, top_k_count: int, chosen_token_id: int | None,
