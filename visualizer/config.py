@@ -95,7 +95,7 @@ class Limits:
     max_bertviz_tokens: int = 64  # bertviz draws every weight in the browser: keep it small
     # Largest estimated working set of one request. None: derived from the device at start-up
     # (DEFAULT_MEMORY_BUDGET_BYTES when the device says nothing).
-    memory_budget_bytes: int | None = DEFAULT_MEMORY_BUDGET_BYTES
+    memory_budget_bytes: int | None = None
     attention_store_bytes: int = 512 * MiB  # attention patterns kept per trace; beyond it, per layer on demand
     trace_cache_bytes: int = 2 * GiB  # LRU of forward passes, shared by all users
 
