@@ -75,7 +75,7 @@ class ExperimentsMixin:
                 raise ValueError(f"{name} {token!r} is {len(ids)} tokens; give one token (e.g. ' Paris' with its "
                                  "leading space) or a token id.")
             return int(ids[0])
-        return whole_number(token, name, 0, self.dims.d_vocab - 1)
+        return whole_number(int(token) if isinstance(token, str) else token, name, 0, self.dims.d_vocab - 1)
 
     def _position(self, position, n_pos: int) -> int:
         position = whole_number(-1 if position is None else position, "position", -n_pos, n_pos - 1)
@@ -85,7 +85,8 @@ class ExperimentsMixin:
         """How many copies of a prompt one batched pass may hold within the memory budget (at least 1)."""
         one = self.estimate_trace_bytes(n_pos)
         self.check_budget(what, one)
-        return max(1, self.config.limits.memory_budget_bytes // one)
+        budget = getattr(getattr(self, "budget", None), "bytes", None) or self.config.limits.memory_budget_bytes
+        return 1 << 30 if budget is None else max(1, budget // one)  # None: no budget, one pass per layer
 
     def _decode(self, token_id: int) -> str:
         return self.tokenizer.decode([int(token_id)])

@@ -1,0 +1,32 @@
+"""Experiments handlers called directly with a real tiny session (the mixin added as ModelSession's will be)."""
+
+import pytest
+
+from tests.test_interventions import CORRUPTED, PROMPT, experiments_session
+from visualizer.ui.tabs import experiments as tab
+
+
+@pytest.fixture(scope="module")
+def session():
+    return experiments_session("llama")
+
+
+def test_attribution_and_ablation(session):
+    out = tab.attribution(session, PROMPT, None, "", -1)
+    assert out.attribution_plot is not None and out.heads_plot is not None and "frozen" in out.attribution_note
+    out = tab.ablation(session, PROMPT, None, "0.1, 1.2", "", "0", "mean", "", True)
+    assert out.head_grid_plot is not None and "mean-ablated: L0H1, L1H2, MLP of layer 0" in out.ablation_note
+
+
+def test_patching_and_pair(session):
+    out = tab.patching(session, PROMPT, CORRUPTED, "resid", "11", "12")
+    assert out.patching_plot is not None and "clean" in out.patching_note
+    out = tab.minimal_pair(session, PROMPT, CORRUPTED, 1, 0)
+    assert out.pair_attention_plot is not None and "JS" in out.pair_note
+
+
+def test_bad_lists_are_named():
+    with pytest.raises(ValueError, match="heads"):
+        tab.parse_heads("0-1")
+    with pytest.raises(ValueError, match="MLP layers"):
+        tab.parse_layers("a", "MLP layers")
