@@ -123,7 +123,7 @@ def _readout_maps(parts: ModelParts, x_final: torch.Tensor):
     norm_bias = frozen.bias if frozen is not None else torch.zeros_like(x_final, dtype=torch.float64)
     for weight, _ in linears:
         norm_bias = norm_bias @ weight.T
-    proj_bias = torch.zeros(x_final.shape[-1], dtype=torch.float64)
+    proj_bias = torch.zeros(x_final.shape[-1], dtype=torch.float64, device=x_final.device)
     for weight, bias in linears:
         proj_bias = proj_bias @ weight.T + (bias if bias is not None else 0)
     return linear, (norm_bias, proj_bias), None
