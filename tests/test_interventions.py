@@ -139,13 +139,9 @@ def test_edits_are_only_seen_by_the_calling_thread(session):
 # ----- the session's experiments (ExperimentsMixin) -------------------------------------------------------------
 
 def experiments_session(arch: str):
-    from tests.tiny_models import tiny_model, tiny_tokenizer
-    from visualizer.session import ModelSession
-    from visualizer.session_experiments import ExperimentsMixin
+    from tests.conftest import make_tiny_session  # ModelSession carries the ExperimentsMixin
 
-    class Session(ExperimentsMixin, ModelSession):
-        pass
-    return Session(tiny_model(arch), tiny_tokenizer(), source=f"tiny-{arch}")
+    return make_tiny_session(arch)
 
 
 @pytest.fixture(params=["gpt2", "llama", "gemma2"], scope="module")

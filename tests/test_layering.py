@@ -14,6 +14,8 @@ RULES = {  # folder or file -> top-level modules it must not import
     "session.py": {"gradio", "plotly"},
     "trace.py": {"gradio", "plotly"},
     "capture.py": {"gradio", "plotly"},
+    "interventions.py": {"gradio", "plotly"},
+    "session_experiments.py": {"gradio", "plotly"},
 }
 ALLOWED = {"figures/bertviz_embed.py": {"torch"}}  # bertviz takes tensors (it reads them without importing torch)
 

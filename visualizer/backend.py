@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the Protocol costs no imports at run time
     import torch
 
     from visualizer.analysis.architecture import ArchitectureReport
+    from visualizer.analysis.experiments import AblationResult, Attribution, HeadGrid, PairDiff, PatchingResult
     from visualizer.analysis.generation import Step
     from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate
     from visualizer.analysis.sampling import BatchResult, ContinuationsStep, SamplingSettings
@@ -39,6 +40,12 @@ class ModelBackend(Protocol):
 
     @property
     def n_params(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
 
     def ids_of(self, prompt: str | list[int]) -> torch.Tensor:
         """Token ids [pos] of a prompt, or a ValueError a learner can act on."""
@@ -68,3 +75,21 @@ class ModelBackend(Protocol):
     def architecture(self) -> ArchitectureReport: ...
 
     def clear_cache(self) -> None: ...
+
+    # Experiments: interventions through the same per-thread hooks as the trace (session_experiments.py)
+    def attribution(self, prompt: str | list[int], target: int | str | None = None,
+                    position: int = -1) -> Attribution: ...
+
+    def ablation(self, prompt: str | list[int], heads: list | None = None, attention_layers: list | None = None,
+                 mlp_layers: list | None = None, mode: str = "zero", target: int | str | None = None,
+                 position: int = -1, top_k: int = 10) -> AblationResult: ...
+
+    def ablate_each_head(self, prompt: str | list[int], mode: str = "zero", target: int | str | None = None,
+                         position: int = -1) -> HeadGrid: ...
+
+    def patching(self, clean_prompt: str | list[int], corrupted_prompt: str | list[int], site: str = "resid",
+                 clean_answer: int | str | None = None,
+                 corrupted_answer: int | str | None = None) -> PatchingResult: ...
+
+    def minimal_pair(self, prompt_a: str | list[int], prompt_b: str | list[int], layer: int = 0, head: int = 0,
+                     top_k: int = 10) -> PairDiff: ...

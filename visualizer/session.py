@@ -37,6 +37,7 @@ from visualizer.runs.kv_race import race_kv_cache
 from visualizer.runs.kv_sweep import sweep_kv_cache
 from visualizer.runs.sampling import batch_generate, sample_continuations
 from visualizer.self_check import run_self_check
+from visualizer.session_experiments import ExperimentsMixin
 from visualizer.tokens import encode_prompt
 from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
@@ -88,7 +89,7 @@ class _InFlight:
     error: BaseException | None = None
 
 
-class ModelSession:
+class ModelSession(ExperimentsMixin):
     def __init__(self, model: PreTrainedModel, tokenizer, config: AppConfig | None = None,
                  source: str = "", banner: str | None = None) -> None:
         self.config = config or AppConfig()
