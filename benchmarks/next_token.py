@@ -1,7 +1,8 @@
 """Time of the full next-token analysis against a bare forward pass with hidden states, same prompt.
 
 The analysis is one forward pass plus the top-k, the logit lens at every layer, the token chips and the
-figures; the ratio says what the views cost on top of the model itself.
+figures serialised as gr.Plot sends them (`to_json()`); the bare pass returns hidden states and attentions, as
+the trace needs. The ratio says what the views cost on top of the model itself.
 
     python -m benchmarks.next_token                 # the bundled model (or a random Phi-3-shaped one)
 """
@@ -41,15 +42,17 @@ def full_analysis(session, ids: list[int]) -> None:
     trace = session.trace(ids)
     tok = tokenization(trace)
     token_chips_html(tok), shapes_markdown(tok)
-    top_k_figure(top_k(trace, session.tokenizer, -1, 10))
-    lens_grid_figure(lens_grid(trace, session.tokenizer))
     pos = trace.n_pos - 1
-    target_figure(target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, pos), pos))
+    figures = [top_k_figure(top_k(trace, session.tokenizer, -1, 10)),
+               lens_grid_figure(lens_grid(trace, session.tokenizer)),
+               target_figure(target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, pos), pos))]
+    for figure in figures:
+        figure.to_json()  # what gr.Plot.postprocess does with it
 
 
 def bare_forward(model, ids: list[int]) -> None:
     with torch.inference_mode():
-        model(torch.tensor([ids]), output_hidden_states=True)
+        model(torch.tensor([ids]), output_hidden_states=True, output_attentions=True)
 
 
 def main() -> None:
