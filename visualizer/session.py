@@ -32,6 +32,7 @@ from visualizer.config import AppConfig
 from visualizer.device import input_device, memory_budget, module_device
 from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
+from visualizer.locks import ReadWriteLock
 from visualizer.model_parts import find_model_parts
 from visualizer.runs.kv_race import race_kv_cache
 from visualizer.runs.kv_sweep import sweep_kv_cache
@@ -43,44 +44,6 @@ from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, st
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
-
-class ReadWriteLock:
-    """Many readers (ordinary views) or one writer (a timing run that must not share the device)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[bool]:
-        """Yields True if the model was free at once, False if it had to wait for other requests."""
-        with self._cond:
-            free = not self._writer and self._readers == 0
-            self._writers_waiting += 1
-            self._cond.wait_for(lambda: not self._writer and self._readers == 0)
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield free
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
 
 @dataclass
 class _InFlight:

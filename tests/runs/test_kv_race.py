@@ -233,7 +233,7 @@ def test_busy_lock_makes_the_race_wait_and_say_so():
 
 
 def test_session_style_context_manager_reports_its_own_answer():
-    from visualizer.session import ReadWriteLock
+    from visualizer.locks import ReadWriteLock
 
     rw = ReadWriteLock()
     result = quick_race(tiny_model("llama"), n_new_tokens=3, exclusive=rw.exclusive())
