@@ -19,6 +19,7 @@ from visualizer.analysis.architecture import (
     ModuleNode,
 )
 from visualizer.figures.common import base_layout, plotly_text
+from visualizer.figures.formatting import format_bytes
 
 _ROLE_LABELS = {
     "causal_lm": "model", "backbone": "body", "embedding": "token embedding",
@@ -64,16 +65,6 @@ def format_count(n: int | float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}"
     return f"{n:g}"
-
-
-def format_bytes(n: int | float) -> str:
-    """Binary units: 393216000 -> '375 MiB'."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.{_decimals(value)}f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def format_share(share: float) -> str:

@@ -28,22 +28,13 @@ from visualizer.analysis.kv_cache import (
     speed_phrase,
 )
 from visualizer.figures.common import base_layout
+from visualizer.figures.formatting import format_bytes
 
 COLORS: dict[Mode, str] = {CACHED: "#0072B2", UNCACHED: "#D55E00"}  # Okabe-Ito blue / vermillion
 LABELS: dict[Mode, str] = {CACHED: "with KV cache", UNCACHED: "without cache (recompute all)"}
 SUMMARY_HEADERS = ["", "total (median)", "spread over repeats", "tokens/s", "first token (prefill)",
                    "other tokens (decode)"]
 LAYER_HEADERS = ["layer", "keys [batch, kv_heads, tokens, head_dim]", "values", "dtype", "tokens", "bytes"]
-
-
-def format_bytes(n_bytes: float) -> str:
-    """'384 KiB', '1.5 GiB' (binary units, as memory is sized)."""
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"
-        value /= 1024
-    return f"{value:.3g} GiB"
 
 
 def _legend_below(fig: go.Figure, height: int) -> go.Figure:
