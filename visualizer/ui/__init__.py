@@ -30,7 +30,7 @@ def _model_line(session) -> str:
 def build_demo(session) -> gr.Blocks:
     from visualizer.figures.bertviz_embed import bertviz_static_paths
 
-    gr.set_static_paths(bertviz_static_paths())
+    gr.set_static_paths(bertviz_static_paths(missing_ok=True))  # a missing script disables bertviz only
     with gr.Blocks(title="Inside the LLM") as demo:
         gr.Markdown("# Inside the LLM\nLook inside a transformer language model while it runs.")
         if session.banner:
