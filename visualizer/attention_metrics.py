@@ -49,12 +49,11 @@ def head_metrics(pattern: torch.Tensor) -> dict[str, torch.Tensor]:
             q1 = min(q0 + _QUERY_BLOCK, n_pos)
             block = pattern[h0:h1, q0:q1, :q1]  # [head block, query block, keys up to the block's last query]
             work = buffer[: h1 - h0, : q1 - q0, :q1]
-            if block.dtype != torch.float32:
-                block = work.copy_(block)
-            sums[h0:h1, q0:q1] = torch.matmul(block, weights[:q1])  # [head block, query block, 2]
-            # xlogy(p, p) = p * log(p), and 0 at p = 0 as the clamp at 1e-30 gave before (p below 1e-30 is a
-            # float32 denormal, contributing under 1e-28); written into the buffer, so no allocation per block.
-            entropy[h0:h1, q0:q1] = -torch.special.xlogy(block, block, out=work).sum(-1)
+            p32 = block if block.dtype == torch.float32 else work.copy_(block)  # fp16/bf16: upcast per block
+            sums[h0:h1, q0:q1] = torch.matmul(p32, weights[:q1])  # [head block, query block, 2]
+            # p * log(max(p, 1e-30)), the plain formula, in place in the buffer (vectorised; xlogy is not)
+            torch.clamp_min(p32, 1e-30, out=work).log_().mul_(block)
+            entropy[h0:h1, q0:q1] = -work.sum(-1)
     distance = keys * sums[..., 0] - sums[..., 1]  # [head, query_pos]
     if n_pos > 1:
         previous = torch.diagonal(pattern, offset=-1, dim1=1, dim2=2).float()  # [head, query_pos - 1]

@@ -110,7 +110,7 @@ class Limits:
 @dataclass(frozen=True)
 class QueueSettings:
     concurrency_limit: int = 2  # model-calling events running at once (one shared group)
-    max_size: int = 64  # waiting events beyond this are turned away with "busy"
+    max_size: int = 256  # waiting events beyond this are turned away with "busy" (64 turned 34 of a class of 100 away)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
