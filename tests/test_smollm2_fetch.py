@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from filelock import FileLock
 
 from visualizer import smollm2
-from visualizer.smollm2 import SmolLM2Unavailable, ensure_smollm2, induction_scores
+from visualizer.smollm2 import SmolLM2Unavailable, ensure_smollm2, induction_scores, repeated_words_prompt
 
 
 @pytest.fixture
@@ -109,6 +110,31 @@ def test_wrong_hash_is_refused(tmp_path, no_registry):
     assert not folder.exists()
 
 
+def test_waits_for_another_process(tmp_path, no_registry):
+    """A second starter waits on the lock and then uses the copy the first one finished, without pip."""
+    folder = tmp_path / "SmolLM2"
+    holding, waiting = threading.Event(), threading.Event()
+    messages: list[str] = []
+
+    def first_process() -> None:  # filelock's locks belong to a thread: take and release it in this one
+        with FileLock(str(tmp_path / "SmolLM2.lock")):
+            holding.set()
+            waiting.wait(60)
+            finished_copy(folder)
+
+    def progress(message: str) -> None:
+        messages.append(message)
+        waiting.set()  # the second starter has found the lock taken
+
+    other = threading.Thread(target=first_process)
+    other.start()
+    holding.wait(60)
+    try:
+        assert ensure_smollm2(progress, folder=folder) == folder
+    finally:
+        waiting.set()
+        other.join()
+    assert any("another process" in m for m in messages)
 
 
 def test_gives_up_on_a_lock_held_too_long(tmp_path, no_registry, monkeypatch):
@@ -120,6 +146,20 @@ def test_gives_up_on_a_lock_held_too_long(tmp_path, no_registry, monkeypatch):
 
 # --- the attention example on a tiny model -----------------------------------------------------------------------
 
+def test_repeated_words_prompt_encodes_as_two_copies():
+    from transformers import AutoTokenizer
+
+    from visualizer.bundled import BUNDLED_MODEL_DIR
+
+    tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL_DIR)  # a real vocabulary, and it adds a BOS
+    prompt = repeated_words_prompt(tokenizer, period=8, seed=1)
+    ids = tokenizer(prompt.text).input_ids
+    block = ids[prompt.offset:prompt.offset + 8]
+    assert prompt.offset == 1 and ids[0] == tokenizer.bos_token_id
+    assert ids[prompt.offset:] == block + block and len(set(block)) == 8
+    assert repeated_words_prompt(tokenizer, period=8, seed=1) == prompt  # seeded
+    with pytest.raises(ValueError, match="period"):
+        repeated_words_prompt(tokenizer, period=1)
 
 
 def test_induction_scores_read_the_stripe_after_the_earlier_copy():
