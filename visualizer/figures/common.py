@@ -8,9 +8,9 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import orjson
 import plotly.graph_objects as go
 from _plotly_utils.utils import is_homogeneous_array, is_skipped_key, to_typed_array_spec
-from plotly.io.json import to_json_plotly
 
 
 def plotly_text(label: str) -> str:
@@ -56,6 +56,9 @@ def title(text: str) -> dict:
     return {"text": text}
 
 
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 @dataclass
 class PlotlyJSON:
     """A plotly figure as plain data: what `go.Figure(...).to_json()` would send, without graph_objects.
@@ -77,7 +80,9 @@ class PlotlyJSON:
         return self.to_dict()
 
     def to_json(self) -> str:
-        return to_json_plotly(_typed_arrays(self.to_dict()))
+        # orjson in C instead of plotly's pure-Python walk over every list element (40 ms for one 146-token
+        # heatmap's hover labels); numeric arrays are typed arrays already, NaN in lists becomes null as in plotly.
+        return orjson.dumps(_typed_arrays(self.to_dict()), option=_ORJSON_OPTIONS).decode()
 
     def to_figure(self) -> go.Figure:
         return go.Figure(self.to_dict())
@@ -92,8 +97,9 @@ def _typed_arrays(value: Any, key: str | None = None) -> Any:
         return {k: v if is_skipped_key(k) else _typed_arrays(v, k) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_typed_arrays(v) for v in value]
-    if isinstance(value, np.ndarray) and is_homogeneous_array(value):
-        return to_typed_array_spec(value)
+    if isinstance(value, np.ndarray):  # numeric: a typed array; anything else (labels): a plain list
+        numeric = value.dtype.kind in "biuf" and is_homogeneous_array(value)
+        return to_typed_array_spec(value) if numeric else value.tolist()
     return value
 
 
