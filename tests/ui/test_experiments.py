@@ -30,3 +30,26 @@ def test_bad_lists_are_named():
         tab.parse_heads("0-1")
     with pytest.raises(ValueError, match="MLP layers"):
         tab.parse_layers("a", "MLP layers")
+
+
+def test_a_grid_click_toggles_the_head_and_both_grids_show_the_selection(session):
+    import gradio as gr
+
+    from visualizer.figures.experiments import SELECTED
+
+    click = gr.EventData(None, {"layer": 1, "head": 2})
+    assert tab.on_grid_click(session, "0.1", click).heads_text == "0.1, 1.2"
+    assert tab.on_grid_click(session, "0.1, 1.2", click).heads_text == "0.1"
+    with pytest.raises(ValueError, match="clicked head"):
+        tab.on_grid_click(session, "", gr.EventData(None, {"layer": 0, "head": session.dims.n_heads}))
+    grid = tab.attribution(session, PROMPT, None, "", -1).heads_plot
+    plot = {"type": "plotly", "plot": grid.to_json()}  # what the page sends back for a gr.Plot
+    out = tab.show_selection("0.1, 1.2, 1.", plot, None)  # "1." is still being typed: ignored
+    outlined = [(s.y0 + 0.5, s.x0 + 0.5) for s in out.heads_plot.layout.shapes if s.name == SELECTED]
+    assert outlined == [(0, 1), (1, 2)]
+    assert not hasattr(out.head_grid_plot, "layout")  # no grid yet: left as it is
+
+
+def test_the_page_script_watches_both_grids():
+    for elem_id in tab.GRID_IDS:
+        assert f'"{elem_id}"' in tab.GRID_CLICK_JS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -9,6 +11,7 @@ from visualizer.analysis.experiments import AblationResult, Attribution, HeadGri
 from visualizer.analysis.experiments.metrics import TokenChange
 
 _DIVERGING = "RdBu_r"
+SELECTED = "itl-selected"  # the name of the outline shapes that mark heads picked for ablation
 
 
 def attribution_bars(result: Attribution) -> go.Figure:
@@ -36,6 +39,20 @@ def layer_head_heatmap(values: np.ndarray, title: str, colorbar: str) -> go.Figu
                                colorscale=_DIVERGING, zmid=0, zmin=-limit, zmax=limit,
                                colorbar=dict(title=colorbar), hovertemplate="layer %{y}, head %{x}: %{z:.4f}"))
     fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer")
+    return fig
+
+
+def highlight_heads(figure: go.Figure | str | dict, heads: list[tuple[int, int]]) -> go.Figure:
+    """The layer x head grid `figure` (a figure or its JSON) with each (layer, head) in `heads` outlined, and no
+    other outline: earlier selections are replaced, other shapes kept."""
+    if isinstance(figure, str):
+        figure = json.loads(figure)
+    fig = go.Figure(figure)
+    kept = [shape for shape in fig.layout.shapes if shape.name != SELECTED]
+    outlines = [dict(type="rect", name=SELECTED, xref="x", yref="y", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5,
+                     y1=layer + 0.5, line=dict(color="black", width=3), fillcolor="rgba(0,0,0,0)")
+                for layer, head in heads]
+    fig.layout.shapes = kept + outlines  # assigned: update_layout would merge shape lists element by element
     return fig
 
 

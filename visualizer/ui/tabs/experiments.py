@@ -7,6 +7,7 @@ ExperimentsMixin does the work through the permanent capture (nothing is hooked 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -17,17 +18,25 @@ from visualizer.figures.experiments import (
     attribution_bars,
     head_attribution_heatmap,
     head_grid_heatmap,
+    highlight_heads,
     pair_bars,
     patching_heatmap,
 )
-from visualizer.ui.common import model_event, prompt_or_sequence, unchanged, wire
+from visualizer.ui.common import model_event, prompt_or_sequence, skip, unchanged, wire
+from visualizer.validation import whole_number
 
 TITLE = "Experiments"
 
 INTRO = """Every other tab observes; here you intervene. **Attribution** splits the chosen token's logit into what
 each layer, attention block, MLP and head wrote into the residual stream (read through the final norm *frozen* at
 that position). **Ablation** knocks parts out and shows what changes. **Patching** copies activations from a clean
-prompt into a corrupted one to find where the answer is carried. **Minimal pair** compares two prompts."""
+prompt into a corrupted one to find where the answer is carried. **Minimal pair** compares two prompts.
+Click a cell of a layer x head grid to pick that head for ablation (click again to drop it)."""
+
+GRID_IDS = ("itl-exp-heads", "itl-exp-head-grid")  # the layer x head grids whose cells pick heads
+# gr.Plot has no click event: this page script, run when a hidden gr.HTML mounts, turns a grid cell's click into
+# that component's click event (no page-wide include needed).
+GRID_CLICK_JS = (Path(__file__).resolve().parents[2] / "assets" / "experiments.js").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class ExperimentOutputs:
     pair_plot: Any = unchanged()
     pair_attention_plot: Any = unchanged()
     pair_note: Any = unchanged()
+    heads_text: Any = unchanged()
 
 
 def parse_heads(text: str) -> list[list[int]]:
@@ -59,6 +69,53 @@ def parse_heads(text: str) -> list[list[int]]:
                 raise ValueError(f"heads: write layer.head pairs separated by commas (e.g. 0.1, 2.3), got {item!r}")
             pairs.append([int(layer), int(head)])
     return pairs
+
+
+def format_heads(pairs: list[list[int]]) -> str:
+    return ", ".join(f"{layer}.{head}" for layer, head in pairs)
+
+
+def toggle_head(heads: str, layer: int, head: int) -> str:
+    """Add layer.head to the list, or take it out when it is already there.
+
+    >>> toggle_head("0.1, 2.3", 1, 0)
+    '0.1, 2.3, 1.0'
+    >>> toggle_head("0.1, 2.3", 0, 1)
+    '2.3'
+    """
+    pairs = parse_heads(heads)
+    return format_heads([p for p in pairs if p != [layer, head]] if [layer, head] in pairs else [*pairs, [layer, head]])
+
+
+def selected_heads(text: str) -> list[list[int]]:
+    """The well-formed layer.head items of a list being typed (the rest is ignored until it is complete)."""
+    pairs = []
+    for item in (text or "").replace(";", ",").split(","):
+        try:
+            pairs += parse_heads(item)
+        except ValueError:
+            continue
+    return pairs
+
+
+def on_grid_click(session, heads: str, evt: gr.EventData) -> ExperimentOutputs:
+    """A click on cell (layer, head) of a layer x head grid toggles that head in the ablation list."""
+    data = getattr(evt, "_data", None) or {}
+    layer = whole_number(data.get("layer"), "clicked layer", 0, session.dims.n_layers - 1)
+    head = whole_number(data.get("head"), "clicked head", 0, session.dims.n_heads - 1)
+    return ExperimentOutputs(heads_text=toggle_head(heads, layer, head))
+
+
+def _outlined(plot: Any, pairs: list[list[int]]) -> Any:
+    """The grid `plot` (as the page sends it back) with `pairs` outlined; left alone while there is no grid."""
+    figure = plot.get("plot") if isinstance(plot, dict) else getattr(plot, "plot", None)
+    return highlight_heads(figure, [(layer, head) for layer, head in pairs]) if figure else skip()
+
+
+def show_selection(heads: str, heads_plot: Any, head_grid_plot: Any) -> ExperimentOutputs:
+    """Outline the heads picked for ablation on both layer x head grids."""
+    pairs = selected_heads(heads)
+    return ExperimentOutputs(heads_plot=_outlined(heads_plot, pairs), head_grid_plot=_outlined(head_grid_plot, pairs))
 
 
 def parse_layers(text: str, name: str) -> list[int]:
@@ -129,15 +186,17 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         c["heads_plot"] = gr.Plot(label="per head", elem_id="itl-exp-heads")
     with gr.Accordion("Ablation", open=False):
         with gr.Row():
-            heads = gr.Textbox(label="heads (layer.head, ...)", elem_id="itl-exp-heads-text")
+            heads = gr.Textbox(label="heads (layer.head, ...; or click a grid cell)", elem_id="itl-exp-heads-text")
             attention_layers = gr.Textbox(label="attention blocks (layers)")
             mlp_layers = gr.Textbox(label="MLP blocks (layers)")
             mode = gr.Radio(["zero", "mean"], value="zero", label="ablation")
             each_head = gr.Checkbox(label="also each head in turn", value=False)
             ablate_btn = gr.Button("Ablate", variant="primary", elem_id="itl-exp-ablate")
-        c["ablation_note"] = gr.Markdown()
+        c["ablation_note"] = gr.Markdown(elem_id="itl-exp-ablation-note")
         c["ablation_plot"] = gr.Plot(label="top-k before and after", elem_id="itl-exp-ablation")
-        c["head_grid_plot"] = gr.Plot(label="each head in turn")
+        c["head_grid_plot"] = gr.Plot(label="each head in turn", elem_id="itl-exp-head-grid")
+    c["heads_text"] = heads
+    grid_click = gr.HTML("", js_on_load=GRID_CLICK_JS, elem_id="itl-exp-grid-click", elem_classes=["itl-hidden"])
     with gr.Accordion("Activation patching", open=False):
         with gr.Row():
             clean = gr.Textbox(value="The capital of France is", label="clean prompt")
@@ -159,6 +218,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         c["pair_note"] = gr.Markdown()
         c["pair_plot"] = gr.Plot(label="next-token change")
         c["pair_attention_plot"] = gr.Plot(label="attention difference")
+    selection_inputs = [heads, c["heads_plot"], c["head_grid_plot"]]
+    selection_outputs = ["heads_plot", "head_grid_plot"]
     for button, fn, inputs, names in [
         (attribute_btn, attribution, [prompt, sequence, target, position],
          ["attribution_plot", "heads_plot", "attribution_note"]),
@@ -168,5 +229,12 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
          ["patching_plot", "patching_note"]),
         (pair_btn, minimal_pair, [prompt_a, prompt_b, layer, head], ["pair_plot", "pair_attention_plot", "pair_note"]),
     ]:
-        wire(button.click, fn, session, inputs, ExperimentOutputs, c, names, api_name=fn.__name__,
-             api_description=fn.__doc__, **model_event(session))
+        event = wire(button.click, fn, session, inputs, ExperimentOutputs, c, names, api_name=fn.__name__,
+                     api_description=fn.__doc__, **model_event(session))
+        if fn in (attribution, ablation):  # a new grid shows the heads already picked
+            wire(event.then, show_selection, None, selection_inputs, ExperimentOutputs, c, selection_outputs,
+                 api_visibility="private", show_progress="hidden")
+    wire(grid_click.click, on_grid_click, session, [heads], ExperimentOutputs, c, ["heads_text"],
+         api_visibility="private", show_progress="hidden")
+    wire(heads.change, show_selection, None, selection_inputs, ExperimentOutputs, c, selection_outputs,
+         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
