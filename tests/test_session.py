@@ -212,3 +212,31 @@ def test_session_implements_the_closed_backend_interface():
     session = make_tiny_session("llama")
     assert isinstance(session, ModelBackend)
     assert not hasattr(session, "call") and not hasattr(session, "stream") and not hasattr(session, "stream_timed")
+
+
+def test_an_identical_race_within_a_minute_is_shown_at_once_as_another_visitors():
+    session = make_tiny_session("llama")
+    first = list(session.kv_race("one two three", 4, 1, update_interval_s=0))
+    passes = session.forward_passes
+    again = list(session.kv_race("one two three", 4, 1, update_interval_s=0))
+    assert len(again) == 1 and again[0].result is first[-1].result
+    assert again[0].message.startswith("Another visitor's race from") and session.forward_passes == passes
+    fresh = list(session.kv_race("one two three", 4, 1, update_interval_s=0, fresh=True))
+    assert fresh[-1].result is not first[-1].result and len(fresh) > 1
+    other = list(session.kv_race("one two three", 5, 1, update_interval_s=0))  # another N: its own race
+    assert other[-1].result.n_new_tokens == 5
+
+
+def test_recent_results_expire_and_stay_bounded():
+    from visualizer.locks import RecentResults
+
+    now = [0.0]
+    recent = RecentResults(max_age_s=60, max_items=2, clock=lambda: now[0])
+    recent.put("a", 1)
+    now[0] = 59.0
+    assert recent.get("a") == (1, 59.0)
+    now[0] = 61.0
+    assert recent.get("a") is None
+    for key in "bcd":
+        recent.put(key, key)
+    assert recent.get("b") is None and recent.get("d") == ("d", 0.0)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
+from typing import Any
 
 
 class ReadWriteLock:
@@ -43,3 +46,36 @@ class ReadWriteLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class RecentResults:
+    """Results of expensive runs kept for a short while, so a class pressing the same button sees one run.
+
+    Keyed by whatever identifies the run (token ids and settings); each entry remembers when it finished.
+    """
+
+    def __init__(self, max_age_s: float = 60.0, max_items: int = 16, clock=time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self._max_items = max_items
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: Hashable) -> tuple[Any, float] | None:
+        """(result, age in seconds) of a run finished less than max_age_s ago, else None."""
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None:
+                return None
+            age = self._clock() - entry[0]
+            if age > self.max_age_s:
+                del self._items[key]
+                return None
+            return entry[1], age
+
+    def put(self, key: Hashable, result: Any) -> None:
+        with self._lock:
+            self._items[key] = (self._clock(), result)
+            self._items.move_to_end(key)
+            while len(self._items) > self._max_items:
+                self._items.popitem(last=False)
