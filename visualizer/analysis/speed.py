@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 
 from visualizer.analysis.kv_cache import BUSY_SPREAD, TimingConditions, TimingStats, format_seconds, speed_phrase
+from visualizer.analysis.kv_memory import kv_cache_bytes
+from visualizer.dims import ModelDims
 
 Part = Literal["attention", "precision", "compile", "batch"]
 PARTS: tuple[Part, ...] = ("attention", "precision", "compile", "batch")
@@ -158,13 +160,19 @@ def prefill_lengths(n_prompt: int, room: int, longest: int = 256) -> list[int]:
     """A few prompt lengths for prefill timing: the prompt's own, then x4 steps up to `longest` or `room`.
 
     >>> prefill_lengths(6, 1000), prefill_lengths(6, 50), prefill_lengths(300, 1000)
-    ([6, 24, 96], [6, 24], [300])
+    ([6, 24, 96], [6, 24], [256])
     """
     top = max(1, min(longest, room))
     lengths = [max(1, min(n_prompt, top))]
     while lengths[-1] * 4 <= top and len(lengths) < 3:
         lengths.append(lengths[-1] * 4)
     return lengths
+
+
+def batch_bytes(dims: ModelDims, n_tokens: int, batch: int, bytes_per_value: int) -> int:
+    """Working set of a batch beyond the weights: the KV cache, a few activations, the last position's logits."""
+    activations = 8 * batch * n_tokens * dims.d_model * max(bytes_per_value, 4)
+    return kv_cache_bytes(dims, n_tokens, batch, bytes_per_value) + activations + 3 * batch * dims.d_vocab * 4
 
 
 # ---------------------------------------------------------------- quality
@@ -190,7 +198,9 @@ def next_token_quality(reference_logits: np.ndarray, other_logits: np.ndarray) -
 
 
 def tokens_per_second(n_tokens: int, seconds: float) -> float:
-    """>>> tokens_per_second(10, 0.5)
+    """Tokens over seconds (NaN for no time at all).
+
+    >>> tokens_per_second(10, 0.5)
     20.0
     """
     return n_tokens / seconds if seconds > 0 else float("nan")

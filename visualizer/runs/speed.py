@@ -29,7 +29,6 @@ import torch
 from transformers import CompileConfig, PreTrainedModel
 
 from visualizer.analysis.kv_cache import CACHED, TimingConditions
-from visualizer.analysis.kv_memory import kv_cache_bytes
 from visualizer.analysis.speed import (
     MIN_NEW_TOKENS,
     QUALITY_PROMPTS,
@@ -37,6 +36,7 @@ from visualizer.analysis.speed import (
     SpeedResult,
     SpeedRow,
     SpeedUpdate,
+    batch_bytes,
     batch_sizes,
     next_token_quality,
     prefill_lengths,
@@ -398,14 +398,6 @@ def batch_greedy(model: PreTrainedModel, sequences: list[torch.Tensor], n_new: i
     return out.sequences[:, ids.shape[1]:].cpu()
 
 
-def batch_bytes(model: PreTrainedModel, n_tokens: int, batch: int) -> int:
-    """Working set of a batch beyond the weights: the KV cache, a few activations, the last position's logits."""
-    dims = dims_from_config(model.config)
-    elt = model.dtype.itemsize
-    activations = 8 * batch * n_tokens * dims.d_model * max(elt, 4)
-    return kv_cache_bytes(dims, n_tokens, batch, elt) + activations + 3 * batch * dims.d_vocab * 4
-
-
 def _peak(model: PreTrainedModel, fn: Callable[[], Any]) -> tuple[Any, int | None]:
     if model.device.type != "cuda":
         return fn(), None
@@ -417,7 +409,7 @@ def _peak(model: PreTrainedModel, fn: Callable[[], Any]) -> tuple[Any, int | Non
 def _batch(run: _Run) -> Iterator[str]:
     n_tokens = run.prompt.numel() + run.n_new
     for size in batch_sizes(run.limits.max_batch):
-        need = batch_bytes(run.model, n_tokens, size)
+        need = batch_bytes(dims_from_config(run.model.config), n_tokens, size, run.model.dtype.itemsize)
         if need > run.budget_bytes:
             run.rows.append(SpeedRow("batch", f"batch {size}", batch=size, reason=(
                 f"needs about {need / 2**20:,.0f} MiB, over this server's budget of {run.budget_bytes / 2**20:,.0f} "
