@@ -41,7 +41,7 @@ def test_sdk_version_is_the_pinned_gradio():
 
 def test_manifest_app_settings_load():
     config = config_from_manifest(load_manifest())
-    assert config.model == "auto" and config.queue.max_size > 0 and config.limits.max_new_tokens > 0
+    assert config.model == "auto" and config.queue.max_size is None and config.limits.max_new_tokens > 0
     assert config.trust_remote_code is False and config.share is False
 
 

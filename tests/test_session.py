@@ -240,3 +240,13 @@ def test_recent_results_expire_and_stay_bounded():
     for key in "bcd":
         recent.put(key, key)
     assert recent.get("b") is None and recent.get("d") == ("d", 0.0)
+
+
+def test_queue_size_comes_from_the_measured_probe_unless_the_operator_sets_it():
+    from visualizer.config import MIN_QUEUE_SIZE, QueueSettings, derived_queue_size
+
+    session = make_tiny_session("llama")
+    assert session.checks.probe_seconds > 0
+    assert session.queue_max_size == derived_queue_size(session.checks.probe_seconds, 2) >= MIN_QUEUE_SIZE
+    fixed = ModelSession(tiny_model("llama"), tiny_tokenizer(), AppConfig(queue=QueueSettings(max_size=10)))
+    assert fixed.queue_max_size == 10

@@ -42,6 +42,9 @@ class ModelBackend(Protocol):
     def n_params(self) -> int: ...
 
     @property
+    def queue_max_size(self) -> int: ...
+
+    @property
     def device(self) -> torch.device: ...
 
     @property

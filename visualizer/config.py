@@ -107,14 +107,31 @@ class Limits:
                                 zero=f.name in self._ZERO_ALLOWED)
 
 
+MIN_QUEUE_SIZE = 256  # a class of 100 sending two or three requests each at once
+MAX_QUEUE_SIZE = 4096
+QUEUE_WAIT_S = 60  # the longest a visitor should wait in the queue before "busy" is the kinder answer
+
+
+def derived_queue_size(seconds_per_request: float, concurrency: int) -> int:
+    """How many requests the server can finish within QUEUE_WAIT_S, within [MIN_QUEUE_SIZE, MAX_QUEUE_SIZE].
+
+    >>> derived_queue_size(0.005, 2), derived_queue_size(2.0, 2), derived_queue_size(0.05, 2)
+    (4096, 256, 2400)
+    """
+    per_second = concurrency / max(seconds_per_request, 1e-6)
+    return int(min(MAX_QUEUE_SIZE, max(MIN_QUEUE_SIZE, per_second * QUEUE_WAIT_S)))
+
+
 @dataclass(frozen=True)
 class QueueSettings:
     concurrency_limit: int = 2  # model-calling events running at once (one shared group)
-    max_size: int = 256  # waiting events beyond this are turned away with "busy" (64 turned 34 of a class of 100 away)
+    # Waiting events beyond this are turned away with "busy". None: derived at start from the measured time of
+    # one forward pass (a minute of waiting), at least MIN_QUEUE_SIZE (64 turned 34 of a class of 100 away).
+    max_size: int | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            _check_positive_int(f.name, getattr(self, f.name))
+            _check_positive_int(f.name, getattr(self, f.name), optional=f.name == "max_size")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ On a short probe the app's own readings must reproduce transformers' outputs:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,7 @@ class SelfCheck:
     attention: CheckResult
     resid: CheckResult
     readout_names: tuple[str, ...]
+    probe_seconds: float = 0.0  # wall time of the probe's forward pass (a first, cold pass: an upper bound)
 
 
 def probe_ids(d_vocab: int, n_pos: int = PROBE_LENGTH) -> torch.Tensor:
@@ -71,6 +73,7 @@ def run_self_check(model: nn.Module, parts: ModelParts, capture: ActivationCaptu
     def on_attention(layer: int, weights: torch.Tensor) -> None:
         patterns.append(weights[0].float().cpu())
 
+    start = time.perf_counter()
     try:
         with capture.record(want_resid=True, on_attention=on_attention) as recorder:
             out = model(input_ids=ids, use_cache=False, output_attentions=True, output_hidden_states=True)
@@ -79,13 +82,14 @@ def run_self_check(model: nn.Module, parts: ModelParts, capture: ActivationCaptu
         with capture.record(want_resid=True) as recorder:
             out = model(input_ids=ids, use_cache=False, output_hidden_states=True)
     logits = out.logits[0].float()  # [pos, d_vocab]
+    probe_seconds = time.perf_counter() - start
     resid = [r[0] for r in recorder.resid]  # n_layers + 1 of [pos, d_model]
     dtype = parts.lm_head.weight.dtype
 
     lens, parts = _check_lens(model, parts, candidates, resid[-1], logits, dtype)
     attention = _check_attention(model, patterns, out.attentions, attention_error, parts.dims.n_layers)
     residual = _check_resid(model, parts, resid, out.hidden_states, dtype)
-    return SelfCheck(lens, attention, residual, parts.readout_names), parts
+    return SelfCheck(lens, attention, residual, parts.readout_names, probe_seconds), parts
 
 
 def _check_lens(model, parts: ModelParts, candidates, last_resid: torch.Tensor, logits: torch.Tensor,

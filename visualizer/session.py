@@ -28,7 +28,7 @@ from visualizer.analysis.generation import Step, greedy_steps
 from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate
 from visualizer.analysis.sampling import BatchResult, ContinuationsStep, SamplingSettings
 from visualizer.capture import ActivationCapture
-from visualizer.config import AppConfig
+from visualizer.config import AppConfig, derived_queue_size
 from visualizer.device import input_device, memory_budget, module_device
 from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
@@ -104,6 +104,14 @@ class ModelSession(ExperimentsMixin):
     def max_prompt_tokens(self) -> int:
         limit = self.config.limits.max_prompt_tokens
         return min(limit, self.dims.n_ctx) if self.dims.n_ctx else limit
+
+    @property
+    def queue_max_size(self) -> int:
+        """The operator's queue size, else what this server finishes in a minute (from the load-time probe)."""
+        queue = self.config.queue
+        if queue.max_size is not None:
+            return queue.max_size
+        return derived_queue_size(self.checks.probe_seconds, queue.concurrency_limit)
 
     @property
     def n_params(self) -> int:
