@@ -285,7 +285,7 @@ def _precision(run: _Run) -> Iterator[str]:
     reference = _logits(run.model, prompts)
     for dtype in [d for d in native_dtypes(run.model.device) if d != loaded]:
         other = DTYPE_NAMES[dtype]
-        note = ("float16 on a CPU: most CPUs have no fast fp16 arithmetic, so expect it to be slow"
+        note = ("float16 on a CPU: many CPUs have no native fp16 arithmetic (it may be converted); measured here"
                 if dtype == torch.float16 and run.model.device.type == "cpu" else None)
         reason = _copy_refusal(run, dtype, f"A {other} copy")
         if reason:
