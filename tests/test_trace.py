@@ -36,7 +36,24 @@ def test_logit_lens_last_layer_equals_model_logits(traced):
         lens = session.lens_log_probs(trace, pos)  # [layer + 1, d_vocab]
         expected = torch.log_softmax(ref.logits[0, pos].float(), -1)
         torch.testing.assert_close(lens[-1], expected, atol=1e-4, rtol=0)
-    np.testing.assert_array_equal(trace.lens_top_ids[-1], ref.logits[0].argmax(-1).numpy())
+    np.testing.assert_array_equal(trace.lens_top_ids[-1], ref.logits[0].argmax(-1)[trace.lens_first_pos:].numpy())
+
+
+def test_lens_grid_of_a_long_prompt_covers_its_last_positions_with_exact_probabilities():
+    from tests.conftest import make_tiny_session
+    from visualizer.analysis.logit_lens import lens_grid
+
+    session = make_tiny_session("llama")
+    ids = [int(i) for i in torch.arange(100) * 7 % 300 + 3]  # 100 tokens: more than the grid's 64 columns
+    trace = session.trace(ids)
+    with torch.inference_mode():
+        logits = session.model(torch.tensor([ids])).logits[0].float()  # [pos, d_vocab]
+    assert trace.lens_first_pos == 36 and trace.lens_top_ids.shape == (trace.n_layers + 1, 64)
+    probs = torch.softmax(logits[36:], -1).max(-1)
+    np.testing.assert_array_equal(trace.lens_top_ids[-1], probs.indices.numpy())
+    np.testing.assert_allclose(trace.lens_top_probs[-1], probs.values.numpy(), atol=1e-5)
+    grid = lens_grid(trace, session.tokenizer)
+    assert grid.first_pos == 36 and grid.column_labels == trace.token_labels()[36:]
 
 
 def test_residual_stream_order_matches_hidden_states(traced):

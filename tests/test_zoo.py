@@ -54,7 +54,7 @@ def test_self_check_passes(zoo_session):
 def test_lens_last_row_reproduces_the_logits(zoo_session):
     trace = zoo_session.trace(PROMPT)
     logits = reference(zoo_session, trace).logits[0].float()  # [pos, d_vocab]
-    np.testing.assert_array_equal(trace.lens_top_ids[-1], logits.argmax(-1).numpy())
+    np.testing.assert_array_equal(trace.lens_top_ids[-1], logits.argmax(-1)[trace.lens_first_pos:].numpy())
     for pos in (0, trace.n_pos - 1):
         lens = zoo_session.lens_log_probs(trace, pos)  # [n_layers + 1, d_vocab]
         expected = torch.log_softmax(logits[pos], -1)

@@ -28,6 +28,7 @@ class TraceOptions:
 
     top_k: int = 50  # candidates kept per position (Limits.max_top_k)
     attention_store_bytes: int = 512 * 2**20  # patterns of all layers are kept only below this
+    lens_positions: int = 64  # the lens grid covers the last this-many positions (a wider grid is unreadable)
     lens_unavailable: str | None = None  # the self-check's message when the lens cannot reproduce the logits
     attention_unavailable: str | None = None  # ... when the hooks cannot read the attention patterns
 
@@ -47,13 +48,14 @@ class Trace:
     actual_next_probs: np.ndarray  # [pos - 1] probability given to the token that really came next
     actual_next_ranks: np.ndarray  # [pos - 1] its rank (0 = top-1)
     last_logits: torch.Tensor  # [d_vocab] float32, for the sampling lab
-    lens_top_ids: np.ndarray | None  # [n_layers + 1, pos] logit-lens top-1 at each layer (row 0: embeddings)
-    lens_top_probs: np.ndarray | None  # [n_layers + 1, pos] float32; None when the lens is unavailable
+    lens_top_ids: np.ndarray | None  # [n_layers + 1, lens_pos] logit-lens top-1 at each layer (row 0: embeddings)
+    lens_top_probs: np.ndarray | None  # [n_layers + 1, lens_pos] float32; None when the lens is unavailable
     resid: torch.Tensor  # [n_layers + 1, pos, d_model] residual stream, CPU
     attention_metrics: dict[str, np.ndarray]  # name -> [layer, head] float32
     attention_patterns: torch.Tensor | None  # [layer, head, query_pos, key_pos], None if over budget
     notes: tuple[str, ...] = field(default=())
     lens_unavailable: str | None = None  # why the logit lens is not shown for this model
+    lens_first_pos: int = 0  # lens_top_* columns are positions lens_first_pos .. n_pos - 1
     attention_unavailable: str | None = None  # why attention is not shown for this model
 
     @property
@@ -153,7 +155,8 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
     next_ids = ids[0, 1:].to(logits.device)  # [pos - 1]
     next_log_probs = log_probs[:-1].gather(-1, next_ids[:, None])[:, 0]  # [pos - 1]
     next_ranks = (log_probs[:-1] > next_log_probs[:, None]).sum(-1)  # [pos - 1]
-    lens_ids, lens_probs = (None, None) if options.lens_unavailable else _lens_top(parts, resid)
+    lens_first_pos = max(0, n_pos - options.lens_positions)
+    lens_ids, lens_probs = (None, None) if options.lens_unavailable else _lens_top(parts, resid[:, lens_first_pos:])
 
     token_ids = input_ids.cpu().numpy().astype(np.int64)
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
@@ -180,17 +183,18 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
         attention_patterns=torch.stack(patterns) if store_patterns else None,
         notes=notes,
         lens_unavailable=options.lens_unavailable,
+        lens_first_pos=lens_first_pos,
         attention_unavailable=options.attention_unavailable,
     )
 
 
 def _lens_top(parts: ModelParts, resid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 id and probability of the logit lens at every layer and position: [n_layers + 1, pos] each."""
+    """Top-1 id and probability of the logit lens at every layer and the given positions: [n_layers + 1, pos]."""
     device = module_device(parts.lm_head)
     lens_ids, lens_probs = [], []
     for layer_resid in resid:  # one layer at a time: [pos, d_vocab] is the largest temporary
-        lens_log_probs = torch.log_softmax(parts.unembed(layer_resid.to(device)).float(), -1)
-        top = lens_log_probs.max(-1)
+        logits = parts.unembed(layer_resid.to(device)).float()  # [pos, d_vocab]
+        top = logits.max(-1)  # p(top-1) = exp(max - logsumexp): no [pos, d_vocab] log-softmax written
         lens_ids.append(top.indices.cpu())
-        lens_probs.append(top.values.exp().cpu())
+        lens_probs.append((top.values - torch.logsumexp(logits, -1)).exp().cpu())
     return torch.stack(lens_ids).numpy(), torch.stack(lens_probs).numpy()

@@ -20,6 +20,7 @@ class LensGrid:
     column_labels: list[str]  # visible input tokens
     top_labels: list[list[str]]  # [n_layers + 1][pos] top-1 token under the lens
     top_probs: np.ndarray  # [n_layers + 1, pos] float32
+    first_pos: int = 0  # column 0 is this position of the prompt
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ def lens_grid(trace: Trace, tokenizer) -> LensGrid:
     trace.check_lens()
     vocab_labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(trace.lens_top_ids)}
     top_labels = [[vocab_labels[int(i)] for i in row] for row in trace.lens_top_ids]
-    return LensGrid(row_labels(trace.n_layers), trace.token_labels(), top_labels, trace.lens_top_probs)
+    columns = trace.token_labels()[trace.lens_first_pos:]  # the grid covers the last positions only
+    return LensGrid(row_labels(trace.n_layers), columns, top_labels, trace.lens_top_probs, trace.lens_first_pos)
 
 
 def target_trajectory(trace: Trace, tokenizer, lens_log_probs: torch.Tensor, pos: int,

@@ -17,7 +17,8 @@ def lens_grid_figure(grid: LensGrid) -> PlotlyJSON:
     text = [[plotly_text(label) for label in row] for row in grid.top_labels]
     inputs = np.array([[plotly_text(c) for c in grid.column_labels]] * n_rows)
     heatmap = dict(
-        type="heatmap", z=grid.top_probs, x=list(range(n_cols)), y=list(range(n_rows)), text=text,
+        type="heatmap", z=grid.top_probs, x=list(range(grid.first_pos, grid.first_pos + n_cols)),
+        y=list(range(n_rows)), text=text,
         textfont=dict(size=10), customdata=np.dstack([inputs, np.array(text)]), colorscale=colorscale("Blues"),
         zmin=0, zmax=1, colorbar=dict(title=title("p(top-1)")), xgap=1, ygap=1,
         hovertemplate="%{y}<br>after input %{customdata[0]} (pos %{x})<br>top-1 %{customdata[1]}"
@@ -26,7 +27,11 @@ def lens_grid_figure(grid: LensGrid) -> PlotlyJSON:
         heatmap["texttemplate"] = "%{text}"
     yaxis = dict(tickmode="array", tickvals=list(range(n_rows)), ticktext=grid.row_labels, title=title("read after"))
     xaxis = dict(title=title("input position (prediction of the next token)"), **index_axis(grid.column_labels))
-    return PlotlyJSON([heatmap], layout_base("Logit lens: top-1 next token read from each layer's residual stream",
+    xaxis["tickvals"] = [grid.first_pos + v for v in xaxis["tickvals"]]
+    heading = "Logit lens: top-1 next token read from each layer's residual stream"
+    if grid.first_pos:
+        heading += f" (the last {n_cols} positions)"
+    return PlotlyJSON([heatmap], layout_base(heading,
                                              height=max(320, 60 + 26 * n_rows), xaxis=xaxis, yaxis=yaxis))
 
 
