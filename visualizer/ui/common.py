@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +59,7 @@ def components_for(components: Mapping[str, Any], names: Sequence[str]) -> list:
 def values_for(result: Any, names: Sequence[str]) -> Any:
     """A handler's outputs dataclass as the values Gradio expects for `names` (no deep copy, unlike astuple):
     a tuple, or the bare value for a single output (Gradio would take a 1-tuple as the value itself)."""
-    values = tuple(getattr(result, name) for name in names)
+    values = tuple(configured(getattr(result, name)) for name in names)
     return values[0] if len(values) == 1 else values
 
 
@@ -186,4 +187,67 @@ def steps_so_far(prompt: str, state: dict | None) -> list[list]:
 def check_choice(value, choices, name: str):
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
+# --- one prompt drives every tab -------------------------------------------------------------------------------
+
+def made_from(prompt, sequence) -> str:
+    """What a tab's results were drawn from: the prompt text and the step-through length that grew from it.
+    The page compares the text with the prompt box to grey results from an earlier prompt."""
+    owned = _owned(prompt, sequence)
+    return json.dumps([prompt if isinstance(prompt, str) else "", len(owned["ids"]) if owned else 0])
+
+
+def is_current(tab_id: str, open_tab: str, marker: str, prompt, sequence) -> bool:
+    """True when this tab need not redraw: another tab is open, or its results are from this very prompt."""
+    return open_tab != tab_id or marker == made_from(prompt, sequence)
+
+
+def marker_box(tab_id: str, auto: bool) -> gr.Textbox:
+    """Hidden: the made_from of the tab's results. `auto`: the tab redraws itself when opened; else it only greys."""
+    return gr.Textbox("", elem_id=f"itl-made-{tab_id}", show_label=False, container=False,
+                      elem_classes=["itl-hidden", "itl-made-auto" if auto else "itl-made-manual"])
+
+
+@dataclasses.dataclass
+class TabSync:
+    """What a tab gives the page so one prompt, one link and one lesson file drive it.
+
+    draw(event, open_tab): wires `event` to redraw the tab when it is open and its results are not from the
+    current prompt (None: the tab only greys, e.g. timing runs). link: URL key -> the component it sets.
+    marker: the hidden made_from box. after_link(event, link_state): optional, applies what a redraw resets.
+    """
+
+    tab_id: str
+    marker: Any
+    draw: Callable | None = None
+    link: dict[str, Any] = dataclasses.field(default_factory=dict)
+    after_link: Callable | None = None
+
+
+# --- charts: plotly's toolbar saves a readable PNG (the page adds an SVG button) --------------------------------
+
+PLOT_CONFIG = {"displaylogo": False,
+               "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "inside-the-llm"}}
+
+
+class ConfiguredPlot:
+    """A plotly figure plus the toolbar config gr.Plot passes to Plotly.react (it reads "config" from the JSON)."""
+
+    def __init__(self, figure: Any):
+        self.figure = figure
+
+    def to_json(self) -> str:
+        text = self.figure.to_json()  # a JSON object: add the config key before its closing brace
+        return f'{text[:-1]}, "config": {json.dumps(PLOT_CONFIG)}}}' if text.endswith("}") else text
+
+    def to_plotly_json(self) -> dict:
+        return self.figure.to_plotly_json()
+
+
+def configured(value: Any) -> Any:
+    """Plotly figures (PlotlyJSON or go.Figure) get the toolbar config; everything else passes through."""
+    if hasattr(value, "to_plotly_json") and hasattr(value, "to_json") and not isinstance(value, ConfiguredPlot):
+        return ConfiguredPlot(value)
     return value

@@ -27,13 +27,16 @@ from visualizer.figures.architecture import (
     parameter_breakdown_figure,
     weight_memory_markdown,
 )
-from visualizer.ui.common import check_choice, unchanged, wire
+from visualizer.figures.export import figures_csv
+from visualizer.ui.common import check_choice, data_handler, unchanged, wire
+from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.validation import whole_number
 
 TITLE = "Architecture"
 SOURCES = ["loaded model", "known model", "paste config.json"]
 MAX_KV_TOKENS = 10_000_000
 MAX_KV_BATCH = 100_000
+BREAKDOWN_CAPTION = "Bar length = parameters in that part of the model; the share of the total is written on it."
 
 
 def _roles_markdown(report) -> str:
@@ -100,6 +103,13 @@ def kv_calculator(session, source: str, known_model: str | None, pasted_config: 
     return ArchitectureOutputs(kv=kv_text(report, kv_tokens, kv_batch, kv_dtype))
 
 
+def export_numbers(session, source: str, known_model: str | None, pasted_config: str | None) -> str:
+    """The parameter breakdown's numbers as one CSV file (page only)."""
+    report = report_for(session, source, known_model, pasted_config)
+    return write_download("architecture-parameters", ".csv",
+                          figures_csv({"parameters": parameter_breakdown_figure(report.breakdown)}))
+
+
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     names = known_model_names()
     with gr.Row():
@@ -118,6 +128,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         with gr.Column(scale=2):
             c["summary"] = gr.Markdown(first.summary)
             c["breakdown"] = gr.Plot(first.breakdown, label="where the parameters are", elem_id="itl-arch-breakdown")
+            gr.Markdown(BREAKDOWN_CAPTION, elem_classes=["itl-caption"])
+            numbers_btn, numbers_file = download_control("⬇ numbers (CSV)", "itl-arch-export")
     c["fused"] = gr.Markdown(first.fused)
     c["memory"] = gr.Markdown(first.memory)
     gr.Markdown("### KV-cache calculator")
@@ -131,6 +143,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
 
     inputs = [source, known, pasted, tokens, batch, dtype]
     cpu_only = dict(concurrency_id="architecture", concurrency_limit=4)  # no forward pass: own queue
+    wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session), inputs[:3], **cpu_only)
     wire(show.click, architecture_view, session, inputs, ArchitectureOutputs, c, api_name="architecture",
          api_description=architecture_view.__doc__, **cpu_only)
     for control in (source.input, known.input):

@@ -14,19 +14,32 @@ import numpy as np
 from visualizer.analysis.attention import METRICS, head_pattern, kv_head_of, metric_grid
 from visualizer.figures.attention import head_heatmap, layer_heads_figure, summary_grid_figure
 from visualizer.figures.bertviz_embed import head_view_html, model_view_html
+from visualizer.figures.export import figures_csv, standalone_bertviz_html
 from visualizer.ui.common import (
     PROGRESS,
+    TabSync,
     check_choice,
     data_handler,
+    handler,
+    is_current,
+    made_from,
+    marker_box,
     model_event,
     prompt_or_sequence,
     slider_event,
     unchanged,
     wire,
 )
+from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.validation import whole_number
 
 TITLE = "Attention"
+TAB_ID = "attention"
+CAPTIONS = {
+    "heatmap": "Row = the token attending, column = the token it looks at; brighter = more weight; each row sums to 1.",
+    "grid": "One cell per head: the chosen metric (hover for its value). Click a cell to open that head above.",
+    "all_heads": "The same layer's heads side by side, same colour scale: click one to open it above.",
+}
 
 INTRO = """Each row of a heatmap is one token (the query) looking back at the tokens before it (the keys): the
 weights in a row sum to 1, and the grey triangle is the causal mask (a token cannot see the future). The grid
@@ -47,6 +60,8 @@ class AttentionOutputs:
     bertviz_note: Any = unchanged()
     bertviz_head: Any = unchanged()  # HTML: bertviz head view in a sandboxed iframe
     bertviz_model: Any = unchanged()  # HTML: bertviz model view in a sandboxed iframe
+    selection: Any = unchanged()  # Markdown: the chosen grid cell and its value
+    marker: Any = unchanged()  # hidden: made_from of the drawn results
 
 
 HEAD_FIELDS = ["heatmap", "all_heads", "note"]
@@ -77,7 +92,32 @@ def show_attention(session, prompt: str, sequence: dict | None, layer: int, head
     """One head's heatmap, all heads of the layer, and the layer x head grid of one metric."""
     source = prompt_or_sequence(prompt, sequence)
     check_choice(metric, list(METRICS), "metric")
-    return replace(head_views(session, source, layer, head, mean_over_heads), grid=_grid(session.trace(source), metric))
+    views = head_views(session, source, layer, head, mean_over_heads)
+    return replace(views, grid=_grid(session.trace(source), metric), marker=made_from(prompt, sequence),
+                   selection=_selection(session.trace(source), layer, head, metric))
+
+
+def _selection(trace, layer, head, metric: str) -> str:
+    if trace.attention_unavailable:
+        return ""
+    layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
+    head = whole_number(head, "head", 0, trace.n_heads - 1)
+    value = float(metric_grid(trace, metric)[layer, head])
+    return f"**Selected: layer {layer}, head {head}** · {metric.replace('_', ' ')} = {value:.3f}"
+
+
+def selected_cell(session, prompt: str, sequence: dict | None, layer: int, head: int, metric: str) -> AttentionOutputs:
+    """The chosen grid cell and its value, for the line under the grid (page only)."""
+    return AttentionOutputs(selection=_selection(session.trace(prompt_or_sequence(prompt, sequence)), layer, head,
+                                                 check_choice(metric, list(METRICS), "metric")))
+
+
+def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, layer: int, head: int,
+            mean_over_heads: bool, metric: str) -> AttentionOutputs:
+    """Redraw when this tab is open and its results are from another prompt (page only)."""
+    if is_current(TAB_ID, open_tab, marker, prompt, sequence):
+        return AttentionOutputs()
+    return show_attention(session, prompt, sequence, layer, head, mean_over_heads, metric)
 
 
 def show_head(session, prompt: str, sequence: dict | None, layer: int, head: int,
@@ -89,6 +129,15 @@ def show_head(session, prompt: str, sequence: dict | None, layer: int, head: int
 def show_metric(session, prompt: str, sequence: dict | None, metric: str) -> AttentionOutputs:
     """The layer x head grid of one summary metric."""
     return AttentionOutputs(grid=_grid(session.trace(prompt_or_sequence(prompt, sequence)), metric))
+
+
+def open_clicked_head(session, prompt: str, sequence: dict | None, layer: int, clicked: str) -> AttentionOutputs:
+    """The page writes 'head,time' when a small multiple is clicked: open that head of the shown layer."""
+    try:
+        head = int(str(clicked).split(",")[0])
+    except ValueError as error:
+        raise ValueError(f"expected 'head', got {clicked!r}") from error
+    return open_clicked_cell(session, prompt, sequence, f"{layer},{head}")
 
 
 def open_clicked_cell(session, prompt: str, sequence: dict | None, cell: str) -> AttentionOutputs:
@@ -136,6 +185,20 @@ def _one_view(view, name: str, all_text: str, attention, labels, layer: int, lim
                 f"{name}: layer {layer} only (all layers would be too large for the page).")
 
 
+def export_numbers(session, prompt: str, sequence: dict | None, layer: int, head: int, mean_over_heads: bool,
+                   metric: str) -> str:
+    """The numbers of the three charts as one CSV file (page only)."""
+    shown = show_attention(session, prompt, sequence, layer, head, mean_over_heads, metric)
+    text = figures_csv({"heatmap": shown.heatmap, "all_heads": shown.all_heads, "grid": shown.grid})
+    return write_download(f"attention-layer{layer}-head{head}", ".csv", text)
+
+
+def export_bertviz(session, prompt: str, sequence: dict | None, layer: int) -> str:
+    """bertviz's head view as one HTML file that opens offline, with its scripts inlined (page only)."""
+    views = bertviz_views(session, prompt, sequence, layer)
+    return write_download(f"bertviz-head-view-layer{layer}", ".html", standalone_bertviz_html(views.bertviz_head))
+
+
 def attention_data(session, prompt: str, layer: int = 0) -> dict:
     """One layer's attention weights as nested lists [head][query_pos][key_pos], with the token labels."""
     trace = session.trace(prompt)
@@ -148,48 +211,80 @@ def attention_data(session, prompt: str, layer: int = 0) -> dict:
             "pattern": weights}
 
 
-def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
+def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     dims = session.dims
     gr.Markdown(INTRO)
-    c: dict[str, Any] = {}
+    c: dict[str, Any] = {"marker": marker_box(TAB_ID, auto=True)}
     with gr.Row():
         c["layer"] = gr.Slider(0, dims.n_layers - 1, value=0, step=1, label="layer", elem_id="itl-attn-layer")
         c["head"] = gr.Slider(0, dims.n_heads - 1, value=0, step=1, label="head", elem_id="itl-attn-head")
         c["mean"] = gr.Checkbox(label="mean over heads", value=False)
         show = gr.Button("Show attention", variant="primary", elem_id="itl-attn-show")
-    c["note"] = gr.Markdown()
-    c["heatmap"] = gr.Plot(label="one head", elem_id="itl-attn-heatmap")
+    c["note"] = gr.Markdown(elem_classes=["itl-out"])
+    c["heatmap"] = gr.Plot(label="one head", elem_id="itl-attn-heatmap", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["heatmap"], elem_classes=["itl-caption"])
     with gr.Row():
-        metric = gr.Radio(list(METRICS), value="sink", label="summary metric")
-    c["grid"] = gr.Plot(label="layer x head summary", elem_id="itl-summary-grid")
-    # The page script writes "layer,head,click-time" here when a grid cell is clicked (gr.Plot has no click event).
+        metric = gr.Radio(list(METRICS), value="sink", label="summary metric", elem_id="itl-attn-metric")
+    c["grid"] = gr.Plot(label="layer x head summary", elem_id="itl-summary-grid", elem_classes=["itl-out"])
+    c["selection"] = gr.Markdown(elem_id="itl-attn-selection", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["grid"], elem_classes=["itl-caption"])
+    # The page script writes "layer,head,click-time" here when a grid cell is clicked (gr.Plot has no click event),
+    # and "head,click-time" in the second box when a small multiple is clicked.
     grid_click = gr.Textbox(elem_id="itl-grid-click", elem_classes=["itl-hidden"], show_label=False)
+    head_click = gr.Textbox(elem_id="itl-head-click", elem_classes=["itl-hidden"], show_label=False)
     with gr.Accordion("What the metrics mean", open=False):
         gr.Markdown(METRIC_HELP)
-    c["all_heads"] = gr.Plot(label="all heads of the layer", elem_id="itl-attn-layer-heads")
+    c["all_heads"] = gr.Plot(label="all heads of the layer", elem_id="itl-attn-layer-heads", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["all_heads"], elem_classes=["itl-caption"])
+    numbers_btn, numbers_file = download_control("⬇ numbers (CSV)", "itl-attn-export")
     gr.Markdown("### bertviz\nThe classic head view (lines from each token to the tokens it attends to; hover "
                 "a token, click the coloured head swatches) and model view (every head as a thumbnail). They "
                 f"draw every weight in the browser, so they take prompts of up to "
-                f"{session.config.limits.max_bertviz_tokens} tokens.")
-    bertviz_btn = gr.Button("Draw bertviz views", elem_id="itl-bertviz-btn")
+                f"{session.config.limits.max_bertviz_tokens} tokens. The head view opens at the chosen layer.")
+    with gr.Row():
+        bertviz_btn = gr.Button("Draw bertviz views", elem_id="itl-bertviz-btn")
+        bertviz_export, bertviz_file = download_control("⬇ head view as one offline HTML file", "itl-bertviz-export")
     c["bertviz_note"] = gr.Markdown()
-    c["bertviz_head"] = gr.HTML(elem_id="itl-bertviz-head")
-    c["bertviz_model"] = gr.HTML(elem_id="itl-bertviz-model")
+    c["bertviz_head"] = gr.HTML(elem_id="itl-bertviz-head", elem_classes=["itl-out"])
+    c["bertviz_model"] = gr.HTML(elem_id="itl-bertviz-model", elem_classes=["itl-out"])
+    gr.Markdown("Line thickness = attention weight from the token on the left to the token on the right; colours "
+                "are heads.", elem_classes=["itl-caption"])
 
     on_head = [prompt, sequence, c["layer"], c["head"], c["mean"]]
+    _wire(session, c, on_head, metric, show, grid_click, head_click, bertviz_btn)
+    wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session), [*on_head, metric],
+                  **model_event(session))
+    wire_download(bertviz_export, bertviz_file, data_handler(export_bertviz, session), [prompt, sequence, c["layer"]],
+                  **model_event(session))
+    gr.api(data_handler(attention_data, session), api_name="attention_data",
+           api_description=attention_data.__doc__, **model_event(session))
+
+    def draw(event, open_tab):
+        return wire(event, refresh, session, [open_tab, c["marker"], *on_head, metric], AttentionOutputs, c,
+                    [*HEAD_FIELDS, "grid", "selection", "marker"], api_visibility="private", **model_event(session))
+    return TabSync(TAB_ID, c["marker"], draw, dict(layer=c["layer"], head=c["head"], metric=metric))
+
+
+def _wire(session, c, on_head, metric, show, grid_click, head_click, bertviz_btn) -> None:
+    prompt, sequence = on_head[0], on_head[1]
+    selection = dict(fn=handler(selected_cell, session, ["selection"]),
+                     inputs=[prompt, sequence, c["layer"], c["head"], metric], outputs=[c["selection"]],
+                     api_visibility="private", **model_event(session))
     wire(bertviz_btn.click, bertviz_views, session, [prompt, sequence, c["layer"]], AttentionOutputs, c,
          ["bertviz_note", "bertviz_head", "bertviz_model"], api_name="attention_bertviz",
          api_description=bertviz_views.__doc__, **model_event(session))
-    wire(show.click, show_attention, session, [*on_head, metric], AttentionOutputs, c, [*HEAD_FIELDS, "grid"],
-         api_name="attention", api_description=show_attention.__doc__, **model_event(session))
+    wire(show.click, show_attention, session, [*on_head, metric], AttentionOutputs, c,
+         [*HEAD_FIELDS, "grid", "selection", "marker"], api_name="attention", api_description=show_attention.__doc__,
+         **model_event(session))
     wire(c["layer"].release, show_head, session, on_head, AttentionOutputs, c, HEAD_FIELDS,
-         api_name="attention_head", api_description=show_head.__doc__, **slider_event(session))
+         api_name="attention_head", api_description=show_head.__doc__, **slider_event(session)).then(**selection)
     for control in (c["head"].release, c["mean"].input):
         wire(control, show_head, session, on_head, AttentionOutputs, c, HEAD_FIELDS, api_visibility="private",
-             **slider_event(session))
+             **slider_event(session)).then(**selection)
     wire(metric.input, show_metric, session, [prompt, sequence, metric], AttentionOutputs, c, ["grid"],
-         api_name="attention_summary", api_description=show_metric.__doc__, **slider_event(session))
+         api_name="attention_summary", api_description=show_metric.__doc__, **slider_event(session)).then(**selection)
     wire(grid_click.change, open_clicked_cell, session, [prompt, sequence, grid_click], AttentionOutputs, c,
-         ["layer", "head", "mean", *HEAD_FIELDS], api_visibility="private", **slider_event(session))
-    gr.api(data_handler(attention_data, session), api_name="attention_data",
-           api_description=attention_data.__doc__, **model_event(session))
+         ["layer", "head", "mean", *HEAD_FIELDS], api_visibility="private", **slider_event(session)).then(**selection)
+    wire(head_click.change, open_clicked_head, session, [prompt, sequence, c["layer"], head_click], AttentionOutputs,
+         c, ["layer", "head", "mean", *HEAD_FIELDS], api_visibility="private",
+         **slider_event(session)).then(**selection)

@@ -22,9 +22,26 @@ from visualizer.figures.kv_cache import (
     summary_html,
     sweep_figure,
 )
-from visualizer.ui.common import PROGRESS, model_event, prompt_or_sequence, unchanged, wire
+from visualizer.ui.common import (
+    PROGRESS,
+    TabSync,
+    made_from,
+    marker_box,
+    model_event,
+    prompt_or_sequence,
+    skip,
+    unchanged,
+    wire,
+)
 
 TITLE = "KV cache"
+TAB_ID = "kv_cache"
+CAPTIONS = {
+    "latency": "Each point: how long one new token took. Without the cache the line climbs; with it, it stays flat.",
+    "repeats": "Total time of every repeat, both modes: a wide spread means the machine was busy.",
+    "memory": "How the cache grows with the tokens it holds: a straight line (the same bytes per token).",
+    "sweep": "Total time against N: near-straight with the cache, bending upwards without it.",
+}
 
 INTRO = """Without a cache, every new token re-runs the whole sequence so far, so each step is slower than the
 last; with the cache, the keys and values of earlier tokens are kept and each step runs only the newest token.
@@ -43,10 +60,11 @@ class KvCacheOutputs:
     memory: Any = unchanged()  # figure: cache size
     sweep_status: Any = unchanged()
     sweep_plot: Any = unchanged()  # figure: total time against N
+    marker: Any = unchanged()  # hidden: made_from of the timed prompt
 
 
-RACE_FIELDS = ["status", "latency", "summary", "repeats", "outputs", "inspector", "memory"]
-SWEEP_FIELDS = ["sweep_status", "sweep_plot"]
+RACE_FIELDS = ["status", "latency", "summary", "repeats", "outputs", "inspector", "memory", "marker"]
+SWEEP_FIELDS = ["sweep_status", "sweep_plot", "marker"]
 
 
 def race(session, prompt: str, sequence: dict | None, n_new_tokens: int, n_repeats: int,
@@ -62,7 +80,7 @@ def race(session, prompt: str, sequence: dict | None, n_new_tokens: int, n_repea
         yield KvCacheOutputs(status=f"✅ {update.message}", latency=race_latency_figure(result),
                              summary=summary_html(result), repeats=repeats_figure(result),
                              outputs=outputs_html(result.outputs), inspector=cache_inspector_html(result.cache),
-                             memory=cache_memory_figure(result.cache))
+                             memory=cache_memory_figure(result.cache), marker=made_from(prompt, sequence))
 
 
 def sweep(session, prompt: str, sequence: dict | None, progress: gr.Progress = PROGRESS):
@@ -73,12 +91,14 @@ def sweep(session, prompt: str, sequence: dict | None, progress: gr.Progress = P
     lengths = default_sweep_lengths(min(limits.max_new_tokens, room), min(5, limits.max_sweep_points))
     for update in session.kv_sweep(ids, lengths, MIN_SWEEP_REPEATS):
         progress(update.fraction_done, desc=update.phase)
-        yield KvCacheOutputs(sweep_status=update.message, sweep_plot=sweep_figure(update.result or update))
+        yield KvCacheOutputs(sweep_status=update.message, sweep_plot=sweep_figure(update.result or update),
+                             marker=made_from(prompt, sequence) if update.result is not None else skip())
 
 
-def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
+def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     limits = session.config.limits
-    c: dict[str, Any] = {}
+    # Timing runs never start by themselves: results from an earlier prompt are only greyed.
+    c: dict[str, Any] = {"marker": marker_box(TAB_ID, auto=False)}
     with gr.Row():
         n_new = gr.Slider(2, limits.max_new_tokens, value=min(100, limits.max_new_tokens), step=1,
                           label="new tokens (N)", elem_id="itl-kv-n")
@@ -87,19 +107,24 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         start = gr.Button("Start the race", variant="primary", elem_id="itl-kv-start")
     gr.Markdown(INTRO)
     c["status"] = gr.Markdown(elem_id="itl-kv-status")
-    c["latency"] = gr.Plot(label="time per new token", elem_id="itl-kv-latency")
-    c["summary"] = gr.HTML(elem_id="itl-kv-summary")
+    c["latency"] = gr.Plot(label="time per new token", elem_id="itl-kv-latency", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["latency"], elem_classes=["itl-caption"])
+    c["summary"] = gr.HTML(elem_id="itl-kv-summary", elem_classes=["itl-out"])
     with gr.Row():
-        c["repeats"] = gr.Plot(label="repeats")
-        c["outputs"] = gr.HTML(elem_id="itl-kv-outputs")
+        with gr.Column():
+            c["repeats"] = gr.Plot(label="repeats", elem_classes=["itl-out"])
+            gr.Markdown(CAPTIONS["repeats"], elem_classes=["itl-caption"])
+        c["outputs"] = gr.HTML(elem_id="itl-kv-outputs", elem_classes=["itl-out"])
     gr.Markdown("### What the cache holds")
-    c["inspector"] = gr.HTML(elem_id="itl-kv-inspector")
-    c["memory"] = gr.Plot(label="cache size")
+    c["inspector"] = gr.HTML(elem_id="itl-kv-inspector", elem_classes=["itl-out"])
+    c["memory"] = gr.Plot(label="cache size", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["memory"], elem_classes=["itl-caption"])
     gr.Markdown("### Length sweep\nTotal time against N for both modes: about linear with the cache, about "
                 "quadratic without, which is why the gap grows with N.")
     sweep_btn = gr.Button("Run the sweep", elem_id="itl-kv-sweep")
     c["sweep_status"] = gr.Markdown()
-    c["sweep_plot"] = gr.Plot(label="total time against N", elem_id="itl-kv-sweep-plot")
+    c["sweep_plot"] = gr.Plot(label="total time against N", elem_id="itl-kv-sweep-plot", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["sweep"], elem_classes=["itl-caption"])
 
     # The progress bar sits on the status line: the charts stay visible while they grow.
     wire(start.click, race, session, [prompt, sequence, n_new, repeats], KvCacheOutputs, c, RACE_FIELDS,
@@ -107,3 +132,4 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     wire(sweep_btn.click, sweep, session, [prompt, sequence], KvCacheOutputs, c, SWEEP_FIELDS,
          api_name="kv_cache_sweep", api_description=sweep.__doc__, show_progress_on=[c["sweep_status"]],
          **model_event(session))
+    return TabSync(TAB_ID, c["marker"])

@@ -13,13 +13,18 @@ import gradio as gr
 
 from visualizer.analysis.logit_lens import lens_grid, target_id_of, target_trajectory
 from visualizer.analysis.next_token import check_position, tokenization, top_k
+from visualizer.figures.export import figures_csv
 from visualizer.figures.logit_lens import lens_grid_figure, target_figure
 from visualizer.figures.next_token import STEP_HEADERS, shapes_markdown, step_rows, token_chips_html, top_k_figure
 from visualizer.ui.common import (
     PROGRESS,
+    TabSync,
     components_for,
     data_handler,
     handler,
+    is_current,
+    made_from,
+    marker_box,
     model_event,
     names_of,
     prompt_or_sequence,
@@ -29,9 +34,18 @@ from visualizer.ui.common import (
     unchanged,
     wire,
 )
+from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.validation import whole_number
 
 TITLE = "Next token"
+TAB_ID = "next_token"
+CAPTIONS = {
+    "chips": "Click a chip to read the prediction after it below; hover for its id and how expected it was.",
+    "topk": "Bars: the most likely next tokens after the chosen position, longest = the model's favourite.",
+    "target": "The target token's probability (solid) and rank (dotted, 1 = top) as each layer reads it.",
+    "lens": "Each cell: the top-1 next token read after that layer at that position (darker = surer). "
+            "Click a cell to choose its position.",
+}
 
 INTRO = """The prompt becomes token ids; the model turns them into one hidden vector per token and a score
 for every vocabulary entry **at every position at once**. The last position's distribution picks the next
@@ -50,6 +64,7 @@ class NextTokenOutputs:
     text: Any = unchanged()  # the text so far
     table: Any = unchanged()  # the step table rows
     sequence: Any = unchanged()  # gr.State: {"prompt", "ids", "rows"} or None
+    marker: Any = unchanged()  # hidden: made_from of the drawn results
 
 
 VIEW_FIELDS = ["chips", "shapes", "topk", "lens", "target", "lens_note"]
@@ -82,7 +97,7 @@ def _whole_view(session, source, k, target_text, prompt: str, rows: list[list]) 
     ids = [int(i) for i in trace.token_ids]
     state = stepped(prompt, ids, rows) if rows else None
     return replace(_views(session, source, k, -1, target_text), position=trace.n_pos - 1, text=trace.text,
-                   table=rows, sequence=state)
+                   table=rows, sequence=state, marker=made_from(prompt, state))
 
 
 def run_next_token(session, prompt: str, top_k_count: int, target_token: str) -> NextTokenOutputs:
@@ -97,6 +112,42 @@ def at_position(session, prompt: str, sequence: dict | None, top_k_count: int, p
     pos = check_position(trace, position)
     return NextTokenOutputs(topk=top_k_figure(top_k(trace, session.tokenizer, pos, top_k_count)),
                             **_lens_views(session, trace, pos, target_token))
+
+
+def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, top_k_count: int,
+            target_token: str) -> NextTokenOutputs:
+    """Redraw when this tab is open and its results are from another prompt (page only)."""
+    if is_current(TAB_ID, open_tab, marker, prompt, sequence):
+        return NextTokenOutputs()
+    return run_next_token(session, prompt, top_k_count, target_token)
+
+
+def at_clicked_position(session, prompt: str, sequence: dict | None, top_k_count: int, clicked: str,
+                        target_token: str) -> NextTokenOutputs:
+    """The page writes 'position,time' when a chip or a lens cell is clicked: show that position."""
+    try:
+        position = int(str(clicked).split(",")[0])
+    except ValueError as error:
+        raise ValueError(f"expected 'position', got {clicked!r}") from error
+    return replace(at_position(session, prompt, sequence, top_k_count, position, target_token), position=position)
+
+
+def at_link_position(session, prompt: str, sequence: dict | None, top_k_count: int, link: dict | None,
+                     target_token: str) -> NextTokenOutputs:
+    """After a link or lesson redraws the tab, move to the position it names, if any (page only)."""
+    if not isinstance(link, dict) or link.get("position") is None or link.get("tab") not in (None, TAB_ID):
+        return NextTokenOutputs()
+    return at_clicked_position(session, prompt, sequence, top_k_count, str(link["position"]), target_token)
+
+
+def export_numbers(session, prompt: str, sequence: dict | None, top_k_count: int, position: int,
+                   target_token: str) -> str:
+    """The numbers of the top-k, target and logit-lens charts as one CSV file (page only)."""
+    trace = session.trace(prompt_or_sequence(prompt, sequence))
+    pos = check_position(trace, position)
+    shown = _views(session, prompt_or_sequence(prompt, sequence), top_k_count, pos, target_token)
+    text = figures_csv({"top_k": shown.topk, "target_across_layers": shown.target, "logit_lens": shown.lens})
+    return write_download(f"next-token-position{pos}", ".csv", text)
 
 
 def step(session, prompt: str, sequence: dict | None, top_k_count: int, chosen_token_id: int | None,
@@ -158,25 +209,34 @@ def next_token_data(session, prompt: str, top_k_count: int = 10, position: int =
             "entropy_nats": result.entropy, "n_tokens": trace.n_pos}
 
 
-def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
+def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     limits = session.config.limits
     gr.Markdown(INTRO)
     with gr.Row():
         k = gr.Slider(1, limits.max_top_k, value=10, step=1, label="top-k candidates")
         target = gr.Textbox(label="target token for the lens (empty = the final top-1)", placeholder=" Paris")
         run = gr.Button("Run", variant="primary")
-    c: dict[str, Any] = dict(sequence=sequence)
-    c["chips"] = gr.HTML(elem_id="itl-token-chips")
-    c["shapes"] = gr.Markdown()
+    c: dict[str, Any] = dict(sequence=sequence, marker=marker_box(TAB_ID, auto=True))
+    c["chips"] = gr.HTML(elem_id="itl-token-chips", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["chips"], elem_classes=["itl-caption"])
+    c["shapes"] = gr.Markdown(elem_classes=["itl-out"])
     # The server bounds the position by the trace; this maximum only lets any prompt's positions through
     # (the page narrows it after each run, for the page alone).
     c["position"] = gr.Slider(0, max(session.max_prompt_tokens - 1, 1), value=1, step=1,
                               label="position (the next token after this one)", elem_id="itl-position")
+    # The page script writes "position,click-time" here when a chip or a lens cell is clicked.
+    clicked = gr.Textbox(elem_id="itl-position-click", elem_classes=["itl-hidden"], show_label=False)
     c["lens_note"] = gr.Markdown(elem_id="itl-lens-note")
     with gr.Row():
-        c["topk"] = gr.Plot(label="top-k next tokens", elem_id="itl-topk")
-        c["target"] = gr.Plot(label="target across layers", elem_id="itl-target")
-    c["lens"] = gr.Plot(label="logit lens", elem_id="itl-lens")
+        with gr.Column():
+            c["topk"] = gr.Plot(label="top-k next tokens", elem_id="itl-topk", elem_classes=["itl-out"])
+            gr.Markdown(CAPTIONS["topk"], elem_classes=["itl-caption"])
+        with gr.Column():
+            c["target"] = gr.Plot(label="target across layers", elem_id="itl-target", elem_classes=["itl-out"])
+            gr.Markdown(CAPTIONS["target"], elem_classes=["itl-caption"])
+    c["lens"] = gr.Plot(label="logit lens", elem_id="itl-lens", elem_classes=["itl-out"])
+    gr.Markdown(CAPTIONS["lens"], elem_classes=["itl-caption"])
+    numbers_btn, numbers_file = download_control("⬇ numbers (CSV)", "itl-next-export")
 
     gr.Markdown("### Step-through generation\nEach step appends one token (the argmax, or the candidate you "
                 "pick) and shows that step's choice. *Generate N* feeds the KV cache from step to step: one "
@@ -196,21 +256,36 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     # Picking a branch only copies its id into the hidden number, in the page: the choices never gate the API.
     c["candidates"].input(None, c["candidates"], c["chosen"], js="(v) => v", queue=False, api_visibility="private")
 
-    _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generate_btn)
+    hints = _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generate_btn)
+    wire(clicked.change, at_clicked_position, session, [prompt, sequence, k, clicked, target], NextTokenOutputs, c,
+         ["position", *POSITION_FIELDS], api_visibility="private", **slider_event(session))
+    wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session),
+                  [prompt, sequence, k, c["position"], target], **model_event(session))
     gr.api(data_handler(next_token_data, session), api_name="next_token_data",
            api_description=next_token_data.__doc__, **model_event(session))
 
+    def draw(event, open_tab):
+        return wire(event, refresh, session, [open_tab, c["marker"], prompt, sequence, k, target], NextTokenOutputs,
+                    c, FULL_FIELDS, api_visibility="private", **model_event(session)).then(**hints)
 
-def _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generate_btn) -> None:
-    full = ["chips", "shapes", "topk", "lens", "target", "lens_note", "position", "text", "table", "sequence"]
+    def after_link(event, link):
+        return wire(event, at_link_position, session, [prompt, sequence, k, link, target], NextTokenOutputs, c,
+                    ["position", *POSITION_FIELDS], api_visibility="private", **model_event(session))
+    return TabSync(TAB_ID, c["marker"], draw, dict(position=c["position"]), after_link)
+
+
+FULL_FIELDS = ["chips", "shapes", "topk", "lens", "target", "lens_note", "position", "text", "table", "sequence",
+               "marker"]
+
+
+def _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generate_btn) -> dict:
+    full = FULL_FIELDS
     hint_names = names_of(HintOutputs)
     hints = dict(fn=handler(page_hints, session, hint_names), inputs=[prompt, sequence, k],
                  outputs=components_for(c, hint_names), api_visibility="private", **model_event(session))
     on_run = [prompt, k, target]
     wire(run.click, run_next_token, session, on_run, NextTokenOutputs, c, full, api_name="next_token",
          api_description=run_next_token.__doc__, **model_event(session)).then(**hints)
-    wire(prompt.submit, run_next_token, session, on_run, NextTokenOutputs, c, full, api_visibility="private",
-         **model_event(session)).then(**hints)
     on_position = [prompt, sequence, k, c["position"], target]
     wire(c["position"].release, at_position, session, on_position, NextTokenOutputs, c, POSITION_FIELDS,
          api_name="next_token_position", api_description=at_position.__doc__, **slider_event(session))
@@ -220,3 +295,4 @@ def _wire(session, c, prompt, sequence, k, target, n_new, run, step_btn, generat
          api_name="next_token_step", api_description=step.__doc__, **model_event(session)).then(**hints)
     wire(generate_btn.click, generate, session, [prompt, sequence, n_new, k, target], NextTokenOutputs, c, full,
          api_name="next_token_generate", api_description=generate.__doc__, **model_event(session)).then(**hints)
+    return hints

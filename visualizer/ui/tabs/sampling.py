@@ -12,11 +12,28 @@ import gradio as gr
 
 # Every name this tab takes from the sampling analysis, in one place (the package may move).
 from visualizer.analysis.sampling import SamplingSettings, draw_samples, process_logits
+from visualizer.figures.export import figures_json
 from visualizer.figures.sampling import batch_html, continuations_html, distribution_figure, readouts_html
-from visualizer.ui.common import PROGRESS, data_handler, model_event, prompt_or_sequence, slider_event, unchanged, wire
+from visualizer.ui.common import (
+    PROGRESS,
+    TabSync,
+    data_handler,
+    is_current,
+    made_from,
+    marker_box,
+    model_event,
+    prompt_or_sequence,
+    slider_event,
+    unchanged,
+    wire,
+)
+from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.validation import whole_number
 
 TITLE = "Sampling"
+TAB_ID = "sampling"
+CAPTION = ("Grey bars: the model's own probabilities; coloured: after temperature, top-k and top-p (cut tokens "
+           "drop to 0); diamonds: how often each token came up in the seeded draws.")
 
 INTRO = """`do_sample=True` draws the next token from the distribution instead of taking the top one. **Temperature**
 divides the logits before the softmax (below 1 sharpens, above 1 flattens, 0 = greedy); **top-k** keeps the k most
@@ -35,6 +52,7 @@ class SamplingOutputs:
     readouts: Any = unchanged()  # HTML: kept tokens, mass, entropy, draws against theory
     samples: Any = unchanged()  # HTML: sampled continuations beside the greedy one
     batch: Any = unchanged()  # HTML: a left-padded batch and its greedy continuations
+    marker: Any = unchanged()  # hidden: made_from of the drawn distribution
 
 
 def settings_of(temperature, top_k, top_p, seed) -> SamplingSettings:
@@ -54,7 +72,25 @@ def distribution(session, prompt: str, sequence: dict | None, temperature: float
     n_samples = whole_number(n_samples, "number of samples", 1, session.config.limits.max_samples)
     result = _processed(session, prompt_or_sequence(prompt, sequence), temperature, top_k, top_p, seed)
     empirical = draw_samples(result, n_samples, max_samples=session.config.limits.max_samples)
-    return SamplingOutputs(plot=distribution_figure(result, empirical), readouts=readouts_html(result, empirical))
+    return SamplingOutputs(plot=distribution_figure(result, empirical), readouts=readouts_html(result, empirical),
+                           marker=made_from(prompt, sequence))
+
+
+def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, temperature: float,
+            top_k: int, top_p: float, seed: int, n_samples: int) -> SamplingOutputs:
+    """Redraw when this tab is open and its distribution is from another prompt (page only)."""
+    if is_current(TAB_ID, open_tab, marker, prompt, sequence):
+        return SamplingOutputs()
+    return distribution(session, prompt, sequence, temperature, top_k, top_p, seed, n_samples)
+
+
+def export_numbers(session, prompt: str, sequence: dict | None, temperature: float, top_k: int, top_p: float,
+                   seed: int, n_samples: int) -> str:
+    """The distribution chart's numbers, with the prompt and settings, as one JSON file (page only)."""
+    shown = distribution(session, prompt, sequence, temperature, top_k, top_p, seed, n_samples)
+    text = figures_json({"distribution": shown.plot}, prompt=prompt, temperature=temperature, top_k=top_k,
+                        top_p=top_p, seed=seed, n_samples=n_samples)
+    return write_download(f"sampling-t{temperature}-k{top_k}-p{top_p}-seed{seed}", ".json", text)
 
 
 def continuations(session, prompt: str, sequence: dict | None, temperature: float, top_k: int, top_p: float,
@@ -89,7 +125,7 @@ def sampling_data(session, prompt: str, temperature: float = 1.0, top_k: int = 0
             "entropy_raw_nats": result.entropy_raw, "entropy_processed_nats": result.entropy_processed}
 
 
-def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
+def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     limits = session.config.limits
     gr.Markdown(INTRO)
     with gr.Row():
@@ -98,13 +134,15 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
         top_k = gr.Slider(0, MAX_TOP_K_SLIDER, value=0, step=1, label="top-k (0 = off)", elem_id="itl-top-k")
         top_p = gr.Slider(0.01, 1.0, value=1.0, step=0.01, label="top-p (1 = off)", elem_id="itl-top-p")
     with gr.Row():
-        seed = gr.Number(0, label="seed", precision=0, minimum=0)
+        seed = gr.Number(0, label="seed", precision=0, minimum=0, elem_id="itl-seed")
         n_samples = gr.Slider(100, limits.max_samples, value=min(1000, limits.max_samples), step=100,
-                              label="samples to draw")
+                              label="samples to draw", elem_id="itl-n-samples")
         show = gr.Button("Show distribution", variant="primary", elem_id="itl-sampling-show")
-    c: dict[str, Any] = {}
-    c["plot"] = gr.Plot(label="next-token distribution", elem_id="itl-sampling-plot")
-    c["readouts"] = gr.HTML(elem_id="itl-sampling-readouts")
+    c: dict[str, Any] = {"marker": marker_box(TAB_ID, auto=True)}
+    c["plot"] = gr.Plot(label="next-token distribution", elem_id="itl-sampling-plot", elem_classes=["itl-out"])
+    gr.Markdown(CAPTION, elem_classes=["itl-caption"])
+    c["readouts"] = gr.HTML(elem_id="itl-sampling-readouts", elem_classes=["itl-out"])
+    numbers_btn, numbers_file = download_control("⬇ numbers (JSON)", "itl-sampling-export")
 
     gr.Markdown("### Sampled text\nSeveral continuations drawn with these settings (seeded), beside the greedy one.")
     with gr.Row():
@@ -121,7 +159,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
     c["batch"] = gr.HTML(elem_id="itl-batch-result")
 
     inputs = [prompt, sequence, temperature, top_k, top_p, seed, n_samples]
-    shown = ["plot", "readouts"]
+    shown = ["plot", "readouts", "marker"]
+    wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session), inputs, **model_event(session))
     wire(show.click, distribution, session, inputs, SamplingOutputs, c, shown, api_name="sampling",
          api_description=distribution.__doc__, **model_event(session))
     for slider in (temperature, top_k, top_p, n_samples):
@@ -136,3 +175,9 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> None:
          api_description=batch.__doc__, **model_event(session))
     gr.api(data_handler(sampling_data, session), api_name="sampling_data",
            api_description=sampling_data.__doc__, **model_event(session))
+
+    def draw(event, open_tab):
+        return wire(event, refresh, session, [open_tab, c["marker"], *inputs], SamplingOutputs, c, shown,
+                    api_visibility="private", **model_event(session))
+    return TabSync(TAB_ID, c["marker"], draw,
+                   dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=n_samples))
