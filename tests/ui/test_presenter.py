@@ -134,7 +134,11 @@ def test_launched_page_serves_the_routes_before_gradio_s_own():
         code, _ = presenter.registry.open({"tab": "attention"})
         assert httpx.get(f"{url}itl/rooms/{code}/version").json() == {"version": 1}
         assert httpx.get(f"{url}itl/rooms/{code}/state").json()["state"] == {"tab": "attention"}
+        missing = httpx.get(f"{url}itl/rooms/ABCDEFGH/version")
+        assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
+        assert httpx.post(f"{url}itl/rooms/{code}/version").status_code == 405  # no write, by any route
         assert httpx.get(url).status_code == 200  # the page itself is untouched
+        assert httpx.get(f"{url}gradio_api/info").status_code == 200
     finally:
         demo.close()
 

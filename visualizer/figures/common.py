@@ -20,26 +20,49 @@ def plotly_text(label: str) -> str:
 
 # A few lines of style instead of the full "plotly_white" template: assigning a full template deep-copies and
 # validates it on every figure, which cost more than the model's forward pass on short prompts.
-_AXIS = dict(gridcolor="#ebebeb", zerolinecolor="#d0d0d0", linecolor="#d0d0d0", automargin=True)
+# Sizes for a projector: at 1280x720 and 150% zoom every chart text is >= 14 px on screen (builders that set a
+# smaller annotation keep >= 10 CSS px, i.e. 15 px at 150%); the modebar sits in the top margin, clear of labels.
+FONT_SIZE = 14
+TITLE_SIZE = 17
+_AXIS = dict(gridcolor="#ebebeb", zerolinecolor="#d0d0d0", linecolor="#d0d0d0", automargin=True,
+             title=dict(font=dict(size=FONT_SIZE)), tickfont=dict(size=FONT_SIZE - 1))
 _TEMPLATE_LAYOUT = dict(
-    paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"), xaxis=_AXIS, yaxis=_AXIS,
+    paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f", size=FONT_SIZE), xaxis=_AXIS, yaxis=_AXIS,
+    legend=dict(font=dict(size=FONT_SIZE - 1)), hoverlabel=dict(font=dict(size=FONT_SIZE)),
+    # The title sits at the top of the margin, so a legend placed above the plot (see layout_base) stays clear.
+    title=dict(font=dict(size=TITLE_SIZE), xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=8)),
+    modebar=dict(orientation="h", bgcolor="rgba(255,255,255,0.85)", color="#7a8699"),
     colorway=["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880"])
 _TEMPLATE = go.layout.Template(layout=_TEMPLATE_LAYOUT)
 # The same template as plain JSON, built once and shared read-only by every PlotlyJSON figure.
 TEMPLATE_JSON: dict = _TEMPLATE.to_plotly_json()
-MARGIN = dict(l=60, r=20, t=50, b=50)
+MARGIN = dict(l=60, r=20, t=64, b=50)
+_LINE = 24  # px the top margin grows per title line (<br>) or for a legend above the plot
+
+
+def _title_and_top(title: str, legend: Any) -> tuple[dict, int]:
+    """The title (placed and sized by the template), and a top margin tall enough for its lines and for a
+    legend that sits above the plot (plotly draws such a legend over the title otherwise)."""
+    top = MARGIN["t"] + _LINE * title.count("<br>")
+    if isinstance(legend, dict) and legend.get("y", 0) >= 1 and legend.get("yanchor") == "bottom":
+        top += _LINE + 8
+    return {"text": title, "x": 0.01}, top
 
 
 def base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     """Title, height, margins and template of a graph_objects figure (the tabs off the hot path)."""
-    fig.update_layout(title=dict(text=title, x=0.01), height=height, margin=dict(MARGIN), template=_TEMPLATE)
+    title_json, top = _title_and_top(title, None)
+    fig.update_layout(title=title_json, height=height + top - MARGIN["t"], margin={**MARGIN, "t": top},
+                      template=_TEMPLATE)
     return fig
 
 
 def layout_base(title: str, height: int, **layout: Any) -> dict:
     """The layout `base_layout` gives, as a plain dict, with `layout` keys added (margin keys are merged)."""
+    title_json, top = _title_and_top(title, layout.get("legend"))
     margin = {**MARGIN, **layout.pop("margin", {})}
-    return {**layout, "title": {"text": title, "x": 0.01}, "height": height, "margin": margin,
+    margin["t"] = max(margin["t"], top)
+    return {**layout, "title": title_json, "height": height + top - MARGIN["t"], "margin": margin,
             "template": TEMPLATE_JSON}
 
 

@@ -66,7 +66,8 @@ def presenter_routes(registry: RoomRegistry) -> list[Route]:
 
 def _install_routes(blocks: gr.Blocks, registry: RoomRegistry) -> None:
     """Put the routes first in the app that launch() creates (it builds a new FastAPI app each launch, so they
-    are added in a start-up event, which Gradio runs once the server answers, before launch() returns)."""
+    are added in a start-up event, which Gradio runs once the server answers, before launch() returns), and let
+    the version poll skip Gradio's middleware (CORS checks, brotli): it is most of what a poll would cost."""
 
     async def add() -> None:
         app = blocks.app
@@ -74,8 +75,32 @@ def _install_routes(blocks: gr.Blocks, registry: RoomRegistry) -> None:
         for route in reversed(presenter_routes(registry)):
             if route.name not in names:
                 app.router.routes.insert(0, route)
+        stack = app.middleware_stack or app.build_middleware_stack()
+        if not isinstance(stack, _VersionFastPath):
+            app.middleware_stack = _VersionFastPath(stack, registry)
 
     blocks.extra_startup_events.append(add)
+
+
+class _VersionFastPath:
+    """ASGI: answer `GET {prefix}/CODE/version` directly; everything else goes to the app's own stack."""
+
+    def __init__(self, app: Any, registry: RoomRegistry) -> None:
+        self.app, self.registry = app, registry
+        self.prefix, self.suffix = ROUTE_PREFIX + "/", "/version"
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or scope.get("method") != "GET" or not path.startswith(self.prefix)
+                or not path.endswith(self.suffix)):
+            await self.app(scope, receive, send)
+            return
+        found = self.registry.version(path[len(self.prefix):-len(self.suffix)])
+        status, body = (200, b'{"version":%d}' % found) if found is not None else (404, b'{"error":"no such room"}')
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 # --- state of a page ----------------------------------------------------------------------------------------------
