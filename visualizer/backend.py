@@ -6,7 +6,7 @@ runs an arbitrary function next to the model. `ModelSession` implements it (test
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the Protocol costs no imports at run time
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the Protocol costs no imports at run time
     from visualizer.analysis.generation import Step
     from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate
     from visualizer.analysis.sampling import BatchResult, ContinuationsStep, SamplingSettings
+    from visualizer.analysis.speed import SpeedUpdate
     from visualizer.config import AppConfig
     from visualizer.dims import ModelDims
     from visualizer.self_check import SelfCheck
@@ -78,6 +79,10 @@ class ModelBackend(Protocol):
     def architecture(self) -> ArchitectureReport: ...
 
     def clear_cache(self) -> None: ...
+
+    def speed_lab(self, prompt: str | list[int], parts: Sequence[str] | None = None, n_repeats: int = 3,
+                  n_new_tokens: int = 16) -> Iterator[SpeedUpdate]:
+        """The chapter's speed tips timed on the loaded model, holding it alone (session_speed.py)."""
 
     # Experiments: interventions through the same per-thread hooks as the trace (session_experiments.py)
     def attribution(self, prompt: str | list[int], target: int | str | None = None,

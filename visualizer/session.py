@@ -1,7 +1,7 @@
 """ModelSession: the one model of the process, shared read-only by every tab and every user.
 
-It loads the model once (eager attention, fixed at load: switching the implementation per request loses
-attentions under concurrency), runs every forward pass under `torch.inference_mode()`, keeps a byte-bounded
+It loads the model once (eager attention at load: switching the implementation per request loses attentions
+under concurrency; only the Speed lab switches it, holding the exclusive lock, and restores it in `finally`), runs every forward pass under `torch.inference_mode()`, keeps a byte-bounded
 LRU of traces so one prompt is run once whatever views ask for it, and offers a readers/writer lock so a
 timing run can hold the model alone.
 """
@@ -39,6 +39,7 @@ from visualizer.runs.kv_sweep import sweep_kv_cache
 from visualizer.runs.sampling import batch_generate, sample_continuations
 from visualizer.self_check import run_self_check
 from visualizer.session_experiments import ExperimentsMixin
+from visualizer.session_speed import SpeedMixin
 from visualizer.tokens import encode_prompt
 from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
@@ -52,7 +53,7 @@ class _InFlight:
     error: BaseException | None = None
 
 
-class ModelSession(ExperimentsMixin):
+class ModelSession(ExperimentsMixin, SpeedMixin):
     def __init__(self, model: PreTrainedModel, tokenizer, config: AppConfig | None = None,
                  source: str = "", banner: str | None = None) -> None:
         self.config = config or AppConfig()
