@@ -1,9 +1,9 @@
 """ModelSession: the one model of the process, shared read-only by every tab and every user.
 
 It loads the model once (eager attention at load: switching the implementation per request loses attentions
-under concurrency; only the Speed lab switches it, holding the exclusive lock, and restores it in `finally`), runs every forward pass under `torch.inference_mode()`, keeps a byte-bounded
-LRU of traces so one prompt is run once whatever views ask for it, and offers a readers/writer lock so a
-timing run can hold the model alone.
+under concurrency; only the Speed lab switches it, holding the exclusive lock, and restores it in `finally`),
+runs every forward pass under `torch.inference_mode()`, keeps a byte-bounded LRU of traces so one prompt is run
+once whatever views ask for it, and offers a readers/writer lock so a timing run can hold the model alone.
 """
 
 from __future__ import annotations
