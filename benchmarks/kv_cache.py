@@ -77,8 +77,16 @@ def _load_models(names: list[str]) -> list[tuple[str, object, list[int]]]:
                    torch.randint(3, model.config.vocab_size, (16,), generator=seeded).tolist())
             ids = [i % model.config.vocab_size for i in ids]
             models.append((f"random Phi-3 32Lx32H d256 ({model.num_parameters() / 1e6:.1f}M)", model, ids))
+        elif name == "smollm2":
+            from visualizer.smollm2 import ensure_smollm2
+
+            folder = ensure_smollm2()  # fetched and converted on the first run, offline after
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                         attn_implementation="eager").eval()
+            ids = AutoTokenizer.from_pretrained(folder)(PROMPT)["input_ids"]
+            models.append((f"SmolLM2-135M-Instruct ({model.num_parameters() / 1e6:.1f}M)", model, ids))
         else:
-            raise SystemExit(f"unknown model {name!r}: use bundled or random-phi3")
+            raise SystemExit(f"unknown model {name!r}: use bundled, random-phi3 or smollm2")
     return models
 
 
@@ -214,7 +222,7 @@ def _print_summary(rows: list[dict], tolerance: float = 0.05) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["bundled", "random-phi3"],
+    parser.add_argument("--models", nargs="+", default=["bundled", "random-phi3"],  # or smollm2
                         help="bundled and/or random-phi3")
     parser.add_argument("--n", nargs="+", type=int, default=[50, 100, 200], help="new tokens per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per N (medians reported)")

@@ -20,18 +20,13 @@ from visualizer.runs.speed import (
 )
 from visualizer.runs.timing import run_to_end
 from visualizer.session import ModelSession
-from visualizer.session_speed import SpeedMixin
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45, 46]
 
 
-class _SpeedSession(SpeedMixin, ModelSession):
-    """ModelSession with the mixin (the app's ModelSession carries it once registered)."""
-
-
 def _session(arch: str, **limits) -> ModelSession:
     config = AppConfig(limits=Limits(**limits)) if limits else AppConfig()
-    return _SpeedSession(tiny_model(arch), tiny_tokenizer(), config, source=f"tiny-{arch}")
+    return ModelSession(tiny_model(arch), tiny_tokenizer(), config, source=f"tiny-{arch}")  # carries SpeedMixin
 
 
 def _rows(result, part):

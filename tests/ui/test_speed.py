@@ -4,14 +4,12 @@ import pytest
 
 from tests.tiny_models import tiny_model, tiny_tokenizer
 from visualizer.session import ModelSession
-from visualizer.session_speed import SpeedMixin
 from visualizer.ui.tabs import speed as tab
 
 
 @pytest.fixture(scope="module")
 def session():
-    cls = ModelSession if hasattr(ModelSession, "speed_lab") else type("S", (SpeedMixin, ModelSession), {})
-    return cls(tiny_model("llama"), tiny_tokenizer(), source="tiny-llama")
+    return ModelSession(tiny_model("llama"), tiny_tokenizer(), source="tiny-llama")
 
 
 def test_speed_lab_streams_then_fills_every_output(session):
