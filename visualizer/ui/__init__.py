@@ -132,7 +132,7 @@ def _wire_links(session, demo: gr.Blocks, page: _PageControls, prompt, tabs, syn
             if sync.after_link is not None and drawn:
                 sync.after_link(drawn[-1].then, page.link_state)
 
-    then_draw(demo.load(from_url, None, outputs, api_visibility="private", queue=False))
+    then_draw(demo.load(from_url, None, outputs, api_visibility="private"))  # queued: gr.Warning reaches the page
     then_draw(page.lesson_upload.upload(from_lesson, page.lesson_upload, outputs, api_visibility="private"))
 
     def lesson(prompt_text: str, open_tab: str, *values) -> str:
