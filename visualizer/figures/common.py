@@ -45,7 +45,7 @@ def _title_and_top(title: str, legend: Any) -> tuple[dict, int]:
     legend that sits above the plot (plotly draws such a legend over the title otherwise)."""
     top = MARGIN["t"] + _LINE * title.count("<br>")
     if isinstance(legend, dict) and legend.get("y", 0) >= 1 and legend.get("yanchor") == "bottom":
-        top += _LINE + 8
+        top += 3 * _LINE  # room for a legend that wraps to two rows at projector or phone width
     return {"text": title, "x": 0.01}, top
 
 
