@@ -76,6 +76,7 @@ def test_phone_reaches_every_tab_and_charts_fit(layout_url, new_page):
 
     page = new_page(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True).page
     page.goto(layout_url)
+    page.get_by_role("tab", name=TABS[0].TITLE).wait_for(state="attached", timeout=SLOW_MS)  # the page is drawn
     for tab in TABS:
         button = page.get_by_role("tab", name=tab.TITLE)
         assert button.is_visible(), f"tab {tab.TITLE} is hidden on a phone"

@@ -13,19 +13,12 @@ SLOW_MS = 30_000  # a model call on a loaded 2-core machine
 
 @pytest.fixture(scope="module")
 def presenter_url():
-    """build_demo plus render_presenter, wired as ui/__init__.py will wire it (until then, here)."""
-    import gradio as gr
-
+    """The real page: build_demo wires the presenter controls after the tabs."""
     from visualizer.session import ModelSession
     from visualizer.ui import build_demo, launch_options
-    from visualizer.ui.presenter import render_presenter
 
     session = ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))
     demo = build_demo(session)
-    with demo:
-        prompt = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "itl-prompt")
-        tabs = next(b for b in demo.blocks.values() if isinstance(b, gr.Tabs))
-        render_presenter(session, prompt, tabs)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
     yield url
     demo.close()

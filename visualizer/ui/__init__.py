@@ -13,6 +13,7 @@ import gradio as gr
 from visualizer.ui.common import TabSync
 from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.ui.links import TAB_IDS, Parsed, lesson_json, load_lesson, parse_view
+from visualizer.ui.presenter import render_presenter
 from visualizer.ui.tabs import TABS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -50,7 +51,7 @@ def build_demo(session) -> gr.Blocks:
         sequence = gr.State(None)
         page = _page_controls()
         syncs: list[TabSync] = []
-        with gr.Tabs(elem_id="itl-tabs") as tabs:
+        with gr.Tabs(elem_id="itl-tabs", overflow_behavior="wrap") as tabs:  # a phone reaches every tab
             for tab in TABS:
                 tab_id = tab.__name__.rsplit(".", 1)[-1]
                 with gr.Tab(tab.TITLE, id=tab_id) as panel:
@@ -67,8 +68,9 @@ def build_demo(session) -> gr.Blocks:
                 sync.draw(prompt.submit, page.open_tab)
                 sync.draw(examples.load_input_event.then, page.open_tab)
         _wire_links(session, demo, page, prompt, tabs, syncs)
+        render_presenter(session, prompt, tabs)  # a teacher's room: followers mirror this page, read-only
     limits = session.config.queue
-    demo.queue(max_size=limits.max_size, default_concurrency_limit=limits.concurrency_limit)
+    demo.queue(max_size=session.queue_max_size, default_concurrency_limit=limits.concurrency_limit)
     return demo
 
 
