@@ -61,3 +61,15 @@ def test_lens_grid_and_target(session):
     assert trajectory.probs.shape == (trace.n_layers + 1,) and (trajectory.ranks >= 0).all()
     with pytest.raises(ValueError):
         target_id_of(session.tokenizer, "")
+
+
+def test_top_next_summaries_are_each_positions_top_k(session):
+    from visualizer.analysis.next_token import top_next_summaries
+
+    trace = session.trace("The capital of France is")
+    lines = top_next_summaries(trace, session.tokenizer, 3)
+    assert len(lines) == trace.n_pos
+    for pos in (0, trace.n_pos - 1):
+        result = top_k(trace, session.tokenizer, pos, 3)
+        pairs = zip(result.token_labels, result.probs, strict=True)
+        assert lines[pos] == ", ".join(f"{label} {p:.2f}" for label, p in pairs)

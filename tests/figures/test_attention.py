@@ -153,3 +153,14 @@ def test_head_metrics_of_one_hot_heads():
     torch.testing.assert_close(metrics["sink"], torch.tensor([0.2, 1.0]))
     torch.testing.assert_close(metrics["entropy"], torch.zeros(2))
     torch.testing.assert_close(metrics["distance"], torch.tensor([1.0, 3.0]))  # mean of 1..5 for the sink head
+
+
+def test_summary_grid_outlines_the_selected_cell_with_its_value(traced):
+    _, trace, _ = traced
+    grid = metric_grid(trace, "sink")
+    layout = summary_grid_figure(grid, "sink", selected=(1, 3)).to_dict()["layout"]
+    (box,) = layout["shapes"]
+    assert (box["x0"], box["x1"], box["y0"], box["y1"]) == (2.5, 3.5, 0.5, 1.5)
+    (label,) = layout["annotations"]
+    assert (label["x"], label["y"], label["text"]) == (3, 1, f"{grid[1, 3]:.3f}")
+    assert "shapes" not in summary_grid_figure(grid, "sink").to_dict()["layout"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -49,3 +50,14 @@ def test_json_is_what_plotly_sends(session_and_trace):
     session, trace = session_and_trace
     fig = top_k_figure(top_k(trace, session.tokenizer, -1, 7))
     assert json.loads(fig.to_json()) == json.loads(fig.to_figure().to_json())
+
+
+def test_chips_show_their_top_next_tokens_on_hover(session_and_trace):
+    from visualizer.analysis.next_token import tokenization, top_next_summaries
+    from visualizer.figures.next_token import token_chips_html
+
+    session, trace = session_and_trace
+    lines = top_next_summaries(trace, session.tokenizer, 5)
+    html_text = token_chips_html(tokenization(trace), lines)
+    assert html_text.count("next: ") == trace.n_pos
+    assert html.escape(f"next: {lines[-1]}") in html_text

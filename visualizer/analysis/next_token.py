@@ -70,3 +70,13 @@ def top_k(trace: Trace, tokenizer, pos: int = -1, k: int = 10) -> TopK:
     labels = [visible_token(tokenizer.decode([i])) for i in ids]
     return TopK(pos, visible_token(trace.token_texts[pos]), ids, labels, trace.topk_probs[pos, :k],
                 float(trace.entropy[pos]))
+
+
+def top_next_summaries(trace: Trace, tokenizer, k: int = 5) -> list[str]:
+    """For every position, its k most likely next tokens as one line ('␣Paris 0.81, ␣the 0.05, ...'): each
+    distinct token is decoded once."""
+    k = min(k, trace.topk_ids.shape[1])
+    ids = trace.topk_ids[:, :k]  # [pos, k]
+    labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(ids)}
+    return [", ".join(f"{labels[int(i)]} {float(p):.2f}" for i, p in zip(row_ids, row_probs, strict=True))
+            for row_ids, row_probs in zip(ids, trace.topk_probs[:, :k], strict=True)]

@@ -76,8 +76,9 @@ def layer_heads_figure(weights: np.ndarray, labels: list[str], layer: int, kv_of
         **layout, coloraxis=dict(colorscale=colorscale("Viridis"), cmin=0), plot_bgcolor=MASK_COLOUR))
 
 
-def summary_grid_figure(grid: np.ndarray, metric: str) -> PlotlyJSON:
-    """grid: [layer, head] values of one metric; click a cell to open that head."""
+def summary_grid_figure(grid: np.ndarray, metric: str, selected: tuple[int, int] | None = None) -> PlotlyJSON:
+    """grid: [layer, head] values of one metric; click a cell to open that head; `selected` (layer, head) is
+    outlined with its value written in the cell."""
     n_layers, n_heads = grid.shape
     name = metric.replace("_", " ")
     heatmap = dict(type="heatmap", z=grid, x=list(range(n_heads)), y=list(range(n_layers)),
@@ -85,5 +86,15 @@ def summary_grid_figure(grid: np.ndarray, metric: str) -> PlotlyJSON:
                    hovertemplate="layer %{y}, head %{x}<br>" + name + " %{z:.3f}<extra></extra>")
     xaxis = dict(title=title("head"), dtick=1 if n_heads <= 16 else 4)
     yaxis = dict(title=title("layer"), dtick=1 if n_layers <= 16 else 4, autorange="reversed")
+    extra = _selected_cell(grid, selected) if selected is not None else {}
     return PlotlyJSON([heatmap], layout_base(f"Every head, one number: {METRICS[metric].split(':')[0]}",
-                                             height=max(300, 80 + 18 * n_layers), xaxis=xaxis, yaxis=yaxis))
+                                             height=max(300, 80 + 18 * n_layers), xaxis=xaxis, yaxis=yaxis, **extra))
+
+
+def _selected_cell(grid: np.ndarray, selected: tuple[int, int]) -> dict:
+    layer, head = selected
+    box = dict(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+               line=dict(color="white", width=3), fillcolor="rgba(0,0,0,0)")
+    label = dict(x=head, y=layer, text=f"{float(grid[layer, head]):.3f}", showarrow=False,
+                 font=dict(color="white"), bgcolor="rgba(0,0,0,0.55)")
+    return dict(shapes=[box], annotations=[label])

@@ -19,12 +19,14 @@ def _chip_colour(prob: float | None) -> str:
     return f"hsla({hue:.0f}, 70%, 55%, 0.35)"
 
 
-def token_chips_html(tokenization: Tokenization) -> str:
+def token_chips_html(tokenization: Tokenization, top_next: list[str] | None = None) -> str:
+    """The prompt as chips; `top_next[i]`, when given, is chip i's top next-token candidates (shown on hover)."""
     chips = []
     for chip in tokenization.chips:
         seen = "" if chip.next_prob is None else (
             f" · p={chip.next_prob:.3f} (rank {chip.next_rank + 1}) before it was seen")
-        title = html.escape(f"position {chip.pos} · id {chip.token_id} · piece {chip.piece!r}{seen}")
+        after = f"\nnext: {top_next[chip.pos]}" if top_next is not None else ""
+        title = html.escape(f"position {chip.pos} · id {chip.token_id} · piece {chip.piece!r}{seen}{after}")
         special = " itl-special" if chip.special else ""
         chips.append(
             f'<span class="itl-chip{special}" title="{title}" style="background:{_chip_colour(chip.next_prob)}">'

@@ -82,9 +82,15 @@ def head_views(session, source, layer, head, mean_over_heads: bool) -> Attention
                             all_heads=layer_heads_figure(weights, trace.token_labels(), layer, kv_of_head))
 
 
-def _grid(trace, metric: str):
+def _grid(trace, metric: str, layer=None, head=None):
     check_choice(metric, list(METRICS), "metric")
-    return None if trace.attention_unavailable else summary_grid_figure(metric_grid(trace, metric), metric)
+    if trace.attention_unavailable:
+        return None
+    selected = None
+    if layer is not None and head is not None:
+        selected = (whole_number(layer, "layer", 0, trace.n_layers - 1),
+                    whole_number(head, "head", 0, trace.n_heads - 1))
+    return summary_grid_figure(metric_grid(trace, metric), metric, selected=selected)
 
 
 def show_attention(session, prompt: str, sequence: dict | None, layer: int, head: int, mean_over_heads: bool,
@@ -93,7 +99,7 @@ def show_attention(session, prompt: str, sequence: dict | None, layer: int, head
     source = prompt_or_sequence(prompt, sequence)
     check_choice(metric, list(METRICS), "metric")
     views = head_views(session, source, layer, head, mean_over_heads)
-    return replace(views, grid=_grid(session.trace(source), metric), marker=made_from(prompt, sequence),
+    return replace(views, grid=_grid(session.trace(source), metric, layer, head), marker=made_from(prompt, sequence),
                    selection=_selection(session.trace(source), layer, head, metric))
 
 
@@ -107,9 +113,10 @@ def _selection(trace, layer, head, metric: str) -> str:
 
 
 def selected_cell(session, prompt: str, sequence: dict | None, layer: int, head: int, metric: str) -> AttentionOutputs:
-    """The chosen grid cell and its value, for the line under the grid (page only)."""
-    return AttentionOutputs(selection=_selection(session.trace(prompt_or_sequence(prompt, sequence)), layer, head,
-                                                 check_choice(metric, list(METRICS), "metric")))
+    """The chosen grid cell and its value: outlined on the grid and in the line under it (page only)."""
+    trace = session.trace(prompt_or_sequence(prompt, sequence))
+    return AttentionOutputs(selection=_selection(trace, layer, head, check_choice(metric, list(METRICS), "metric")),
+                            grid=_grid(trace, metric, layer, head))
 
 
 def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, layer: int, head: int,
@@ -267,8 +274,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
 
 def _wire(session, c, on_head, metric, show, grid_click, head_click, bertviz_btn) -> None:
     prompt, sequence = on_head[0], on_head[1]
-    selection = dict(fn=handler(selected_cell, session, ["selection"]),
-                     inputs=[prompt, sequence, c["layer"], c["head"], metric], outputs=[c["selection"]],
+    selection = dict(fn=handler(selected_cell, session, ["selection", "grid"]),
+                     inputs=[prompt, sequence, c["layer"], c["head"], metric], outputs=[c["selection"], c["grid"]],
                      api_visibility="private", **model_event(session))
     wire(bertviz_btn.click, bertviz_views, session, [prompt, sequence, c["layer"]], AttentionOutputs, c,
          ["bertviz_note", "bertviz_head", "bertviz_model"], api_name="attention_bertviz",

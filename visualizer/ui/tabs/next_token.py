@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from visualizer.analysis.logit_lens import lens_grid, target_id_of, target_trajectory
-from visualizer.analysis.next_token import check_position, tokenization, top_k
+from visualizer.analysis.next_token import check_position, tokenization, top_k, top_next_summaries
 from visualizer.figures.export import figures_csv
 from visualizer.figures.logit_lens import lens_grid_figure, target_figure
 from visualizer.figures.next_token import STEP_HEADERS, shapes_markdown, step_rows, token_chips_html, top_k_figure
@@ -86,7 +86,8 @@ def _views(session, source, k, pos, target_text) -> NextTokenOutputs:
     trace = session.trace(source)
     pos = check_position(trace, pos)
     tokens = tokenization(trace)
-    return NextTokenOutputs(chips=token_chips_html(tokens), shapes=shapes_markdown(tokens),
+    return NextTokenOutputs(chips=token_chips_html(tokens, top_next_summaries(trace, session.tokenizer)),
+                            shapes=shapes_markdown(tokens),
                             topk=top_k_figure(top_k(trace, session.tokenizer, pos, k)),
                             **_lens_views(session, trace, pos, target_text))
 
