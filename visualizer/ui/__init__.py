@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from visualizer.ui.common import TabSync
+from visualizer.tokens import chat_unwrap, chat_wrap, has_chat_template
+from visualizer.ui.common import TabSync, unchanged, wire
 from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.ui.links import TAB_IDS, Parsed, lesson_json, load_lesson, parse_view
 from visualizer.ui.presenter import render_presenter
@@ -34,6 +35,57 @@ def _model_line(session) -> str:
             f"{session.device.type} · {str(session.dtype).replace('torch.', '')}")
 
 
+@dataclass(frozen=True)
+class ChatOutputs:
+    prompt: Any = unchanged()  # the shared prompt box
+    note: Any = unchanged()  # Markdown: the tokens the template added
+
+
+def wrap_in_chat_template(session, prompt: str) -> ChatOutputs:
+    """The prompt as one user turn of the model's chat template, and the exact tokens the template added."""
+    inner = chat_unwrap(session.tokenizer, prompt)  # already wrapped: wrap the user's text again, not the wrapper
+    wrapped = chat_wrap(session.tokenizer, prompt if inner is None else inner, session.max_prompt_tokens)
+    return ChatOutputs(prompt=wrapped.text, note=wrapped.note)
+
+
+def unwrap_chat_template(session, prompt: str) -> ChatOutputs:
+    """The user's text back out of the chat template."""
+    inner = chat_unwrap(session.tokenizer, prompt)
+    if inner is None:
+        raise ValueError("The prompt is not wrapped in this model's chat template, so there is nothing to unwrap: "
+                         "press \"wrap in the chat template\" first.")
+    return ChatOutputs(prompt=inner, note="The prompt is your text alone again, as the chapter's `pipeline(...)` "
+                                          "call passed it.")
+
+
+@dataclass
+class _ChatControls:
+    wrap: gr.Button
+    unwrap: gr.Button
+    note: gr.Markdown
+    events: list = field(default_factory=list)  # the prompt changes that should redraw the open tab
+
+
+def _prompt_row(session) -> tuple[gr.Textbox, _ChatControls | None]:
+    """The shared prompt box; beside it, for an instruct model (a tokenizer with a chat template), the wrap controls."""
+    def box(**layout) -> gr.Textbox:
+        return gr.Textbox(label="Prompt", value=EXAMPLES[0], lines=2, elem_id="itl-prompt",
+                          max_length=session.max_prompt_tokens * 64, **layout)
+    if not has_chat_template(session.tokenizer):
+        return box(), None
+    with gr.Row(equal_height=False):
+        prompt = box(scale=4)
+        with gr.Column(scale=1, min_width=180):
+            wrap = gr.Button("wrap in the chat template", size="sm", elem_id="itl-chat-wrap")
+            unwrap = gr.Button("unwrap", size="sm", elem_id="itl-chat-unwrap")
+    chat = _ChatControls(wrap, unwrap, gr.Markdown(elem_id="itl-chat-note", elem_classes=["itl-out"]))
+    components = {"prompt": prompt, "note": chat.note}
+    for button, fn in ((wrap, wrap_in_chat_template), (unwrap, unwrap_chat_template)):
+        chat.events.append(wire(button.click, fn, session, [prompt], ChatOutputs, components,
+                                api_visibility="private"))
+    return prompt, chat
+
+
 def build_demo(session) -> gr.Blocks:
     from visualizer.figures.bertviz_embed import bertviz_static_paths
 
@@ -43,8 +95,7 @@ def build_demo(session) -> gr.Blocks:
         if session.banner:
             gr.Markdown(f"⚠️ {html.escape(session.banner)}", elem_classes=["itl-banner"], elem_id="itl-banner")
         gr.Markdown(_model_line(session), elem_classes=["itl-model-line"])
-        prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0], lines=2, elem_id="itl-prompt",
-                            max_length=session.max_prompt_tokens * 64)
+        prompt, chat = _prompt_row(session)
         examples = gr.Examples(EXAMPLES, inputs=prompt, label="try")
         # This user's step-through sequence, {"prompt", "ids", "rows"}: used only while the prompt box still holds
         # the text it grew from, so a new prompt by any route (typing, an example, the API) discards it.
@@ -67,10 +118,13 @@ def build_demo(session) -> gr.Blocks:
             if sync.draw is not None:
                 sync.draw(prompt.submit, page.open_tab)
                 sync.draw(examples.load_input_event.then, page.open_tab)
+                for event in chat.events if chat else []:
+                    sync.draw(event.then, page.open_tab)
         _wire_links(session, demo, page, prompt, tabs, syncs)
-        render_presenter(session, prompt, tabs)  # a teacher's room: followers mirror this page, read-only
+        presenter = render_presenter(session, prompt, tabs)  # a teacher's room: followers mirror this page
     limits = session.config.queue
     demo.queue(max_size=session.queue_max_size, default_concurrency_limit=limits.concurrency_limit)
+    demo.itl_presenter = presenter  # its room registry, for benchmarks and tests
     return demo
 
 
