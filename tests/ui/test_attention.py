@@ -57,3 +57,16 @@ def test_a_stored_sequence_of_another_prompt_is_ignored(session):
 def test_bertviz_views_are_sandboxed_iframes(session):
     out = tab.bertviz_views(session, PROMPT, None, 0)
     assert "<iframe" in out.bertviz_head and "<iframe" in out.bertviz_model and "Head view" in out.bertviz_note
+
+
+def test_induction_example_opens_the_measured_head(session):
+    from visualizer.analysis.examples import examples_for
+
+    example = examples_for(session, "induction")
+    out = tab.induction_example(session)
+    layer, head, _ = example.induction
+    assert out.prompt == example.prompt.text and (out.layer, out.head, out.mean) == (layer, head, False)
+    assert out.metric == "previous_token" and out.grid is not None and out.heatmap is not None
+    assert example.summary() in out.induction_note
+    assert f"layer {layer}, head {head}" in out.selection
+    assert out.marker == tab.made_from(example.prompt.text, None)

@@ -42,3 +42,31 @@ def test_continuations_stream_and_batch(session):
 def test_non_finite_settings_are_refused(session, bad):
     with pytest.raises(ValueError):
         tab.distribution(session, PROMPT, None, 1.0, 0, 1.0, bad, 500)
+
+
+def test_suggested_prompt_is_the_measured_choice(session):
+    from visualizer.analysis.examples import examples_for
+
+    chosen = examples_for(session, "sampling")
+    text = tab.suggestion_text(session)
+    assert chosen.prompt in text and f"entropy {chosen.entropy:.2f} nats on this model" in text
+    out = tab.use_suggestion(session, 1.0, 0, 1.0, 0, 200)
+    assert out.prompt == chosen.prompt and out.plot is not None and out.suggestion == text
+    assert out.marker == tab.made_from(chosen.prompt, None)
+
+
+def test_refresh_measures_the_suggestion_only_when_the_tab_is_open(session):
+    skipped = tab.refresh(session, "attention", "", PROMPT, None, 1.0, 0, 1.0, 0, 200)
+    assert skipped == tab.SamplingOutputs()
+    opened = tab.refresh(session, tab.TAB_ID, "", PROMPT, None, 1.0, 0, 1.0, 0, 200)
+    assert opened.suggestion == tab.suggestion_text(session) and opened.plot is not None
+    current = tab.refresh(session, tab.TAB_ID, opened.marker, PROMPT, None, 1.0, 0, 1.0, 0, 200)
+    assert current.suggestion == opened.suggestion and current.plot == tab.SamplingOutputs().plot
+
+
+def test_batch_default_lines_and_their_lengths(session):
+    lines, note = tab.batch_default(session)
+    lengths = [len(session.tokenizer(line)["input_ids"]) for line in lines.splitlines()]
+    assert len(lengths) >= 2 and lengths == sorted(set(lengths))
+    assert all(f"{n} token" in note for n in lengths)
+    assert "left" in tab.batch(session, lines).batch

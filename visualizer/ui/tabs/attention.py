@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from visualizer.analysis.attention import METRICS, head_pattern, kv_head_of, metric_grid
+from visualizer.analysis.examples import examples_for
 from visualizer.figures.attention import head_heatmap, layer_heads_figure, summary_grid_figure
 from visualizer.figures.bertviz_embed import head_view_html, model_view_html
 from visualizer.figures.export import figures_csv, standalone_bertviz_html
@@ -62,6 +63,9 @@ class AttentionOutputs:
     bertviz_model: Any = unchanged()  # HTML: bertviz model view in a sandboxed iframe
     selection: Any = unchanged()  # Markdown: the chosen grid cell and its value
     marker: Any = unchanged()  # hidden: made_from of the drawn results
+    prompt: Any = unchanged()  # the shared prompt box (set by the induction example)
+    metric: Any = unchanged()  # the summary-metric radio (set by the induction example)
+    induction_note: Any = unchanged()  # Markdown: the heads measured on the induction example
 
 
 HEAD_FIELDS = ["heatmap", "all_heads", "note"]
@@ -157,6 +161,27 @@ def open_clicked_cell(session, prompt: str, sequence: dict | None, cell: str) ->
     return replace(views, layer=layer, head=head, mean=False)
 
 
+def induction_example(session) -> AttentionOutputs:
+    """Random words written twice: open the strongest induction head and grid the previous-token metric, both
+    as measured on this model (page only)."""
+    example = examples_for(session, "induction")
+    layer, head, _ = example.induction
+    text = example.prompt.text
+    shown = show_attention(session, text, None, layer, head, False, "previous_token")
+    return replace(shown, prompt=text, layer=layer, head=head, mean=False, metric="previous_token",
+                   induction_note=_induction_note(example))
+
+
+def _induction_note(example) -> str:
+    period = example.prompt.period
+    opened = "the induction head" if example.found else "the best candidate"
+    return (f"**{example.summary()}.** The prompt is {period} random words written twice. A previous-token head "
+            "looks at the token just before; an induction head, in the second copy, looks at the token that "
+            f"followed the current word's first occurrence (the stripe {period - 1} tokens left of the diagonal), "
+            f"so the model can copy what came next. The grid shows the previous-token metric; the heatmap opens "
+            f"{opened}.")
+
+
 def bertviz_views(session, prompt: str, sequence: dict | None, layer: int,
                   progress: gr.Progress = PROGRESS) -> AttentionOutputs:
     """bertviz's head and model views; all layers when they fit the page, else the chosen layer alone."""
@@ -227,11 +252,15 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
         c["head"] = gr.Slider(0, dims.n_heads - 1, value=0, step=1, label="head", elem_id="itl-attn-head")
         c["mean"] = gr.Checkbox(label="mean over heads", value=False)
         show = gr.Button("Show attention", variant="primary", elem_id="itl-attn-show")
+        induction = gr.Button("induction example", elem_id="itl-attn-induction")
+    c["induction_note"] = gr.Markdown(elem_id="itl-attn-induction-note")
     c["note"] = gr.Markdown(elem_classes=["itl-out"])
     c["heatmap"] = gr.Plot(label="one head", elem_id="itl-attn-heatmap", elem_classes=["itl-out"])
     gr.Markdown(CAPTIONS["heatmap"], elem_classes=["itl-caption"])
     with gr.Row():
-        metric = gr.Radio(list(METRICS), value="sink", label="summary metric", elem_id="itl-attn-metric")
+        c["metric"] = metric = gr.Radio(list(METRICS), value="sink", label="summary metric",
+                                        elem_id="itl-attn-metric")
+    c["prompt"] = prompt
     c["grid"] = gr.Plot(label="layer x head summary", elem_id="itl-summary-grid", elem_classes=["itl-out"])
     c["selection"] = gr.Markdown(elem_id="itl-attn-selection", elem_classes=["itl-out"])
     gr.Markdown(CAPTIONS["grid"], elem_classes=["itl-caption"])
@@ -258,6 +287,9 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
                 "are heads.", elem_classes=["itl-caption"])
 
     on_head = [prompt, sequence, c["layer"], c["head"], c["mean"]]
+    wire(induction.click, induction_example, session, [], AttentionOutputs, c,
+         ["prompt", "layer", "head", "mean", "metric", "induction_note", *HEAD_FIELDS, "grid", "selection", "marker"],
+         api_visibility="private", **model_event(session))
     _wire(session, c, on_head, metric, show, grid_click, head_click, bertviz_btn)
     wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session), [*on_head, metric],
                   **model_event(session))

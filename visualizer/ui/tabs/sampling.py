@@ -5,12 +5,14 @@ Handlers are module-level functions of (session, inputs...) returning `SamplingO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import html
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
 
 # Every name this tab takes from the sampling analysis, in one place (the package may move).
+from visualizer.analysis.examples import examples_for
 from visualizer.analysis.sampling import SamplingSettings, draw_samples, process_logits
 from visualizer.figures.export import figures_json
 from visualizer.figures.sampling import batch_html, continuations_html, distribution_figure, readouts_html
@@ -40,7 +42,6 @@ divides the logits before the softmax (below 1 sharpens, above 1 flattens, 0 = g
 likely tokens; **top-p** keeps the smallest set whose probability reaches p. They are applied in that order, exactly
 as `generate` does, and the bars show what each cut removes (greyed). The diamonds are real seeded draws."""
 
-CAPITALS = "The capital of France is\nThe capital of Japan is\nThe capital of Brazil is"
 MAX_TEMPERATURE = 2.0
 MAX_TOP_K_SLIDER = 100
 BATCH_NEW_TOKENS = 10
@@ -53,6 +54,8 @@ class SamplingOutputs:
     samples: Any = unchanged()  # HTML: sampled continuations beside the greedy one
     batch: Any = unchanged()  # HTML: a left-padded batch and its greedy continuations
     marker: Any = unchanged()  # hidden: made_from of the drawn distribution
+    suggestion: Any = unchanged()  # Markdown: the prompt measured to have the flattest distribution on this model
+    prompt: Any = unchanged()  # the shared prompt box (set by "use this prompt")
 
 
 def settings_of(temperature, top_k, top_p, seed) -> SamplingSettings:
@@ -78,10 +81,40 @@ def distribution(session, prompt: str, sequence: dict | None, temperature: float
 
 def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, temperature: float,
             top_k: int, top_p: float, seed: int, n_samples: int) -> SamplingOutputs:
-    """Redraw when this tab is open and its distribution is from another prompt (page only)."""
-    if is_current(TAB_ID, open_tab, marker, prompt, sequence):
+    """Redraw when this tab is open and its distribution is from another prompt (page only); the suggested
+    prompt is measured the first time the tab is opened."""
+    if open_tab != TAB_ID:
         return SamplingOutputs()
-    return distribution(session, prompt, sequence, temperature, top_k, top_p, seed, n_samples)
+    suggestion = suggestion_text(session)
+    if is_current(TAB_ID, open_tab, marker, prompt, sequence):
+        return SamplingOutputs(suggestion=suggestion)
+    return replace(distribution(session, prompt, sequence, temperature, top_k, top_p, seed, n_samples),
+                   suggestion=suggestion)
+
+
+def suggestion_text(session) -> str:
+    """The suggested prompt with its entropy on this model (measured once per session, a few forward passes)."""
+    chosen = examples_for(session, "sampling")
+    return (f"**Try:** *{html.escape(chosen.prompt)}* (entropy {chosen.entropy:.2f} nats on this model; top token "
+            f"`{chosen.top_label}` at p = {chosen.top_prob:.3f}). Of a few candidate prompts it has the flattest "
+            "next-token distribution, so temperature and top-p visibly move the bars.")
+
+
+def use_suggestion(session, temperature: float, top_k: int, top_p: float, seed: int,
+                   n_samples: int) -> SamplingOutputs:
+    """Put the suggested prompt into the prompt box and draw its distribution (page only)."""
+    chosen = examples_for(session, "sampling").prompt
+    shown = distribution(session, chosen, None, temperature, top_k, top_p, seed, n_samples)
+    return replace(shown, prompt=chosen, suggestion=suggestion_text(session))
+
+
+def batch_default(session) -> tuple[str, str]:
+    """The batch box's default lines (candidates of clearly different token lengths) and a note of the lengths."""
+    lines = examples_for(session, "batch")
+    lengths = ", ".join(f"*{html.escape(line.prompt)}* {line.n_tokens} token{'s' * (line.n_tokens != 1)}"
+                        for line in lines)
+    note = f"On this model the default lines are {lengths}: the shorter ones get that many pad tokens on the left."
+    return "\n".join(line.prompt for line in lines), note
 
 
 def export_numbers(session, prompt: str, sequence: dict | None, temperature: float, top_k: int, top_p: float,
@@ -128,6 +161,11 @@ def sampling_data(session, prompt: str, temperature: float = 1.0, top_k: int = 0
 def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     limits = session.config.limits
     gr.Markdown(INTRO)
+    c: dict[str, Any] = {"marker": marker_box(TAB_ID, auto=True), "prompt": prompt}
+    with gr.Row():
+        c["suggestion"] = gr.Markdown("**Try:** a prompt measured on this model appears here when the tab opens.",
+                                      elem_id="itl-sampling-suggestion")
+        suggest = gr.Button("use this prompt", size="sm", scale=0, elem_id="itl-sampling-use-suggestion")
     with gr.Row():
         temperature = gr.Slider(0, MAX_TEMPERATURE, value=1.0, step=0.05, label="temperature (0 = greedy)",
                                 elem_id="itl-temperature")
@@ -138,7 +176,6 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
         n_samples = gr.Slider(100, limits.max_samples, value=min(1000, limits.max_samples), step=100,
                               label="samples to draw", elem_id="itl-n-samples")
         show = gr.Button("Show distribution", variant="primary", elem_id="itl-sampling-show")
-    c: dict[str, Any] = {"marker": marker_box(TAB_ID, auto=True)}
     c["plot"] = gr.Plot(label="next-token distribution", elem_id="itl-sampling-plot", elem_classes=["itl-out"])
     gr.Markdown(CAPTION, elem_classes=["itl-caption"])
     c["readouts"] = gr.HTML(elem_id="itl-sampling-readouts", elem_classes=["itl-out"])
@@ -154,12 +191,16 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
 
     gr.Markdown("### Batch\nSeveral prompts in one forward pass: shorter prompts are padded on the **left** (a "
                 "decoder-only model continues from the last position) and the attention mask hides the padding.")
-    prompts = gr.Textbox(CAPITALS, lines=4, label="one prompt per line", elem_id="itl-batch-prompts")
+    batch_lines, batch_note = batch_default(session)
+    gr.Markdown(batch_note, elem_id="itl-batch-note")
+    prompts = gr.Textbox(batch_lines, lines=4, label="one prompt per line", elem_id="itl-batch-prompts")
     batch_btn = gr.Button("Run batch (greedy)", elem_id="itl-batch-run")
     c["batch"] = gr.HTML(elem_id="itl-batch-result")
 
     inputs = [prompt, sequence, temperature, top_k, top_p, seed, n_samples]
     shown = ["plot", "readouts", "marker"]
+    wire(suggest.click, use_suggestion, session, inputs[2:], SamplingOutputs, c, ["prompt", "suggestion", *shown],
+         api_visibility="private", **model_event(session))
     wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session), inputs, **model_event(session))
     wire(show.click, distribution, session, inputs, SamplingOutputs, c, shown, api_name="sampling",
          api_description=distribution.__doc__, **model_event(session))
@@ -177,7 +218,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
            api_description=sampling_data.__doc__, **model_event(session))
 
     def draw(event, open_tab):
-        return wire(event, refresh, session, [open_tab, c["marker"], *inputs], SamplingOutputs, c, shown,
+        return wire(event, refresh, session, [open_tab, c["marker"], *inputs], SamplingOutputs, c,
+                    [*shown, "suggestion"],
                     api_visibility="private", **model_event(session))
     return TabSync(TAB_ID, c["marker"], draw,
                    dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=n_samples))
