@@ -125,3 +125,18 @@ def test_smollm2_template_adds_its_system_turn_and_no_second_bos():
     assert wrapped.added_before[0] == "<|im_start|>" and wrapped.added_before[-3:] == ["<|im_start|>", "user", "↵"]
     assert "system" in wrapped.added_before  # a default system turn when none is given
     assert wrapped.added_after == ["<|im_end|>", "↵", "<|im_start|>", "ass", "istant", "↵"]
+
+
+def test_the_wrap_control_is_on_the_page_only_where_there_is_a_template():
+    from tests.conftest import make_tiny_session
+    from tests.tiny_models import tiny_model
+    from visualizer.config import AppConfig
+    from visualizer.session import ModelSession
+    from visualizer.ui import build_demo
+
+    def elem_ids(session) -> set:
+        return {getattr(block, "elem_id", None) for block in build_demo(session).blocks.values()}
+
+    assert "itl-chat-wrap" not in elem_ids(make_tiny_session("llama"))
+    with_template = ModelSession(tiny_model("llama"), _tiny(CHATML), AppConfig(), source="tiny-chat")
+    assert {"itl-chat-wrap", "itl-chat-unwrap", "itl-chat-note", "itl-prompt"} <= elem_ids(with_template)
