@@ -55,13 +55,12 @@ def test_suggested_prompt_is_the_measured_choice(session):
     assert out.marker == tab.made_from(chosen.prompt, None)
 
 
-def test_refresh_measures_the_suggestion_only_when_the_tab_is_open(session):
-    skipped = tab.refresh(session, "attention", "", PROMPT, None, 1.0, 0, 1.0, 0, 200)
-    assert skipped == tab.SamplingOutputs()
+def test_the_suggestion_is_measured_only_when_the_tab_is_open(session):
+    assert tab.suggest(session, "attention") == tab.SamplingOutputs()
+    assert tab.suggest(session, tab.TAB_ID).suggestion == tab.suggestion_text(session)
     opened = tab.refresh(session, tab.TAB_ID, "", PROMPT, None, 1.0, 0, 1.0, 0, 200)
-    assert opened.suggestion == tab.suggestion_text(session) and opened.plot is not None
-    current = tab.refresh(session, tab.TAB_ID, opened.marker, PROMPT, None, 1.0, 0, 1.0, 0, 200)
-    assert current.suggestion == opened.suggestion and current.plot == tab.SamplingOutputs().plot
+    assert opened.plot is not None
+    assert tab.refresh(session, tab.TAB_ID, opened.marker, PROMPT, None, 1.0, 0, 1.0, 0, 200) == tab.SamplingOutputs()
 
 
 def test_batch_default_lines_and_their_lengths(session):

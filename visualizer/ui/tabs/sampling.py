@@ -81,15 +81,15 @@ def distribution(session, prompt: str, sequence: dict | None, temperature: float
 
 def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, temperature: float,
             top_k: int, top_p: float, seed: int, n_samples: int) -> SamplingOutputs:
-    """Redraw when this tab is open and its distribution is from another prompt (page only); the suggested
-    prompt is measured the first time the tab is opened."""
-    if open_tab != TAB_ID:
-        return SamplingOutputs()
-    suggestion = suggestion_text(session)
+    """Redraw when this tab is open and its distribution is from another prompt (page only)."""
     if is_current(TAB_ID, open_tab, marker, prompt, sequence):
-        return SamplingOutputs(suggestion=suggestion)
-    return replace(distribution(session, prompt, sequence, temperature, top_k, top_p, seed, n_samples),
-                   suggestion=suggestion)
+        return SamplingOutputs()
+    return distribution(session, prompt, sequence, temperature, top_k, top_p, seed, n_samples)
+
+
+def suggest(session, open_tab: str) -> SamplingOutputs:
+    """The suggested prompt, measured the first time this tab is open, after its distribution is drawn (page only)."""
+    return SamplingOutputs(suggestion=suggestion_text(session)) if open_tab == TAB_ID else SamplingOutputs()
 
 
 def suggestion_text(session) -> str:
@@ -165,7 +165,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     with gr.Row():
         c["suggestion"] = gr.Markdown("**Try:** a prompt measured on this model appears here when the tab opens.",
                                       elem_id="itl-sampling-suggestion")
-        suggest = gr.Button("use this prompt", size="sm", scale=0, elem_id="itl-sampling-use-suggestion")
+        suggest_btn = gr.Button("use this prompt", size="sm", scale=0, elem_id="itl-sampling-use-suggestion")
     with gr.Row():
         temperature = gr.Slider(0, MAX_TEMPERATURE, value=1.0, step=0.05, label="temperature (0 = greedy)",
                                 elem_id="itl-temperature")
@@ -199,7 +199,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
 
     inputs = [prompt, sequence, temperature, top_k, top_p, seed, n_samples]
     shown = ["plot", "readouts", "marker"]
-    wire(suggest.click, use_suggestion, session, inputs[2:], SamplingOutputs, c, ["prompt", "suggestion", *shown],
+    wire(suggest_btn.click, use_suggestion, session, inputs[2:], SamplingOutputs, c, ["prompt", "suggestion", *shown],
          api_visibility="private", **model_event(session))
     wire_download(numbers_btn, numbers_file, data_handler(export_numbers, session), inputs, **model_event(session))
     wire(show.click, distribution, session, inputs, SamplingOutputs, c, shown, api_name="sampling",
@@ -218,8 +218,11 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
            api_description=sampling_data.__doc__, **model_event(session))
 
     def draw(event, open_tab):
-        return wire(event, refresh, session, [open_tab, c["marker"], *inputs], SamplingOutputs, c,
-                    [*shown, "suggestion"],
-                    api_visibility="private", **model_event(session))
+        drawn = wire(event, refresh, session, [open_tab, c["marker"], *inputs], SamplingOutputs, c, shown,
+                     api_visibility="private", **model_event(session))
+        # a few forward passes the first time: after the bars, and not in the chain that later steps wait on
+        wire(drawn.then, suggest, session, [open_tab], SamplingOutputs, c, ["suggestion"], api_visibility="private",
+             **model_event(session))
+        return drawn
     return TabSync(TAB_ID, c["marker"], draw,
                    dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=n_samples))
