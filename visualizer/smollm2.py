@@ -11,7 +11,6 @@ After that, `ensure_smollm2()` only checks a marker file: no pip, no network, wo
 The conversion runs in a temporary folder next to the cache and is renamed into place with the marker already
 inside, so a half-finished copy is never used; a file lock makes two processes that start at once convert once.
 
-Also here: `induction_scores`, the per-head score the attention example is measured with.
 """
 
 from __future__ import annotations
@@ -29,14 +28,11 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
-    from visualizer.trace import Trace
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -269,71 +265,14 @@ def _mb(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB"
 
 
-# --- the attention example and its measurement ---------------------------------------------------------------------
-
-N_COMMON_WORDS = 3000  # word tokens with the lowest ids: BPE merges them first, so they are the common words
-
-
-@dataclass(frozen=True)
-class RepeatedPrompt:
-    text: str  # a block of random words written twice
-    period: int  # tokens in one block
-    offset: int  # position of the first block's first token (1 when the tokenizer adds a BOS)
+# The attention example and its measurement live in the analysis package; these names stay importable here,
+# lazily, so importing this module still does not import torch.
+_MOVED = ("RepeatedPrompt", "induction_scores", "repeated_words_prompt", "strongest_head")
 
 
-def repeated_words_prompt(tokenizer, period: int = 20, seed: int = 0, attempts: int = 20) -> RepeatedPrompt:
-    """Random single-token words, written twice, that this tokenizer encodes as exactly block + block.
+def __getattr__(name: str):
+    if name in _MOVED:
+        from visualizer.analysis import examples
 
-    Random words make the first copy unpredictable, so whatever the model gets right in the second copy comes
-    from copying (induction); built from the tokenizer at hand, the example fits whatever model is loaded.
-    """
-    if not isinstance(period, int) or period < 2:
-        raise ValueError(f"period must be a whole number >= 2 (got {period!r})")
-    words = _common_word_ids(tokenizer)
-    if len(words) < period:
-        raise ValueError(f"period {period} is more than the {len(words)} single-token words of this tokenizer")
-    rng = np.random.default_rng(seed)
-    for _ in range(attempts):
-        block = [int(i) for i in rng.choice(words, size=period, replace=False)]
-        text = tokenizer.decode(block + block)
-        ids = list(tokenizer(text).input_ids)
-        offset = len(ids) - 2 * period
-        if offset >= 0 and ids[offset:] == block + block:
-            return RepeatedPrompt(text, period, offset)
-    raise ValueError(f"no {period}-word block of this tokenizer re-encodes to itself in {attempts} attempts")
-
-
-def _common_word_ids(tokenizer) -> np.ndarray:
-    """Ids of tokens that decode alone to a space and a lowercase word of 4+ letters, lowest ids first."""
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    ids = [i for i, text in enumerate(texts)
-           if text.startswith(" ") and len(text) > 4 and text[1:].isascii()
-           and text[1:].isalpha() and text[1:].islower()]
-    return np.array(ids[:N_COMMON_WORDS], dtype=np.int64)
-
-
-def induction_scores(trace: Trace, period: int, offset: int = 0) -> np.ndarray:
-    """[layer, head] induction score of a prompt that repeats a `period`-token block (first copy at `offset`).
-
-    The standard score (Olsson et al. 2022): the attention a token of the second copy pays to the token that
-    followed its earlier occurrence, i.e. key = query - period + 1, averaged over every query with such a key.
-    """
-    patterns = trace.attention_patterns  # [layer, head, query_pos, key_pos]
-    if patterns is None:
-        raise ValueError("induction_scores needs the trace's attention patterns; this prompt was over the "
-                         "attention budget: use a shorter prompt")
-    if not isinstance(period, int) or period < 2:
-        raise ValueError(f"period must be a whole number >= 2 (got {period!r})")
-    n_pos = patterns.shape[-1]
-    if not isinstance(offset, int) or offset < 0 or offset + period >= n_pos:
-        raise ValueError(f"offset + period must be below the prompt's {n_pos} tokens (got offset {offset!r}, "
-                         f"period {period}): the prompt needs a second copy")
-    stripe = patterns.float().diagonal(offset=-(period - 1), dim1=-2, dim2=-1)  # [layer, head, n_pos - period + 1]
-    # stripe[..., i] is query i + period - 1 -> key i; the second copy's queries start at offset + period
-    return stripe[..., offset + 1:].mean(-1).numpy()  # [layer, head]
-
-
-def strongest_head(grid: np.ndarray) -> tuple[int, int, float]:
-    """(layer, head, value) of the largest entry of a [layer, head] grid."""
-    layer, head = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    return int(layer), int(head), float(grid[layer, head])
+        return getattr(examples, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
