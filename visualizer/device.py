@@ -8,8 +8,9 @@ Every number is read from the device at start-up; nothing here runs per request.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,15 @@ def cpu_fallback_banner(config: AppConfig, device: torch.device,
         return None
     return (f"Running on the CPU although a GPU was expected ({expected}): {cuda_unavailable_reason()}. "
             "Everything works, slowly; check the Space's hardware and the torch/CUDA build.")
+
+
+@contextlib.contextmanager
+def released_on_oom(device: torch.device) -> Iterator[None]:
+    """A CUDA out-of-memory frees the cache and becomes a message; the server keeps serving."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise ValueError("The GPU ran out of memory for this request (other students may be using it): "
+                         "try a shorter prompt or fewer tokens.") from error

@@ -8,8 +8,6 @@ once whatever views ask for it, and offers a readers/writer lock so a timing run
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -25,20 +23,16 @@ from visualizer import gpu
 from visualizer.allocator import keep_freed_memory
 from visualizer.analysis.architecture import ArchitectureReport, describe_architecture
 from visualizer.analysis.generation import Step, greedy_steps
-from visualizer.analysis.kv_cache import RaceUpdate, SweepUpdate
-from visualizer.analysis.sampling import BatchResult, ContinuationsStep, SamplingSettings
 from visualizer.capture import ActivationCapture
 from visualizer.config import AppConfig, derived_queue_size
-from visualizer.device import input_device, memory_budget, module_device
+from visualizer.device import input_device, memory_budget, module_device, released_on_oom
 from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
 from visualizer.locks import ReadWriteLock, RecentResults
 from visualizer.model_parts import find_model_parts
-from visualizer.runs.kv_race import race_kv_cache
-from visualizer.runs.kv_sweep import sweep_kv_cache
-from visualizer.runs.sampling import batch_generate, sample_continuations
 from visualizer.self_check import run_self_check
 from visualizer.session_experiments import ExperimentsMixin
+from visualizer.session_runs import RunsMixin
 from visualizer.session_speed import SpeedMixin
 from visualizer.tokens import encode_prompt
 from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, storage_dtype
@@ -53,7 +47,7 @@ class _InFlight:
     error: BaseException | None = None
 
 
-class ModelSession(ExperimentsMixin, SpeedMixin):
+class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
     def __init__(self, model: PreTrainedModel, tokenizer, config: AppConfig | None = None,
                  source: str = "", banner: str | None = None) -> None:
         self.config = config or AppConfig()
@@ -195,7 +189,7 @@ class ModelSession(ExperimentsMixin, SpeedMixin):
             flight.done.set()
 
     def _compute_trace(self, text: str, ids: torch.Tensor) -> Trace:
-        with self.lock.shared(), _released_on_oom(self.device):
+        with self.lock.shared(), released_on_oom(self.device):
             self._count_forward()
             return build_trace(self.model, self.parts, self.capture, self.tokenizer, text, ids, self.trace_options)
 
@@ -241,88 +235,15 @@ class ModelSession(ExperimentsMixin, SpeedMixin):
                                         gpu_seconds=10 + n_steps / 5)
 
     def _generate_steps(self, ids: torch.Tensor, n_steps: int, first_token: int | None) -> Iterator[Step]:
-        with self.lock.shared(), _released_on_oom(self.device):
+        with self.lock.shared(), released_on_oom(self.device):
             self._count_forward()
             yield from greedy_steps(self.model, self.tokenizer, ids, n_steps, first_token)
-
-    # ----- generation and timing runs: named, typed, each where the model lives --------------------------
-    def sample_continuations(self, prompt: str | list[int], settings: SamplingSettings, n_samples: int,
-                             n_tokens: int) -> Iterator[ContinuationsStep]:
-        """Seeded sampled continuations beside the greedy one, streamed token by token."""
-        limits = self.config.limits
-        ids = [int(i) for i in self.ids_of(prompt)]
-        yield from gpu.stream_on_device(
-            self.key, "_shared_stream", sample_continuations, (ids, settings, n_samples, n_tokens),
-            dict(max_continuations=limits.max_continuations, max_new_tokens_limit=limits.max_new_tokens,
-                 max_prompt_tokens=self.max_prompt_tokens),
-            gpu_seconds=10 + _as_seconds(n_tokens))
-
-    def batch_generate(self, prompts: list[str], n_tokens: int = 10) -> BatchResult:
-        """Greedy continuations of several prompts in one left-padded batch."""
-        limits = self.config.limits
-        return gpu.call_on_device(
-            self.key, "_shared_call", batch_generate, (prompts, n_tokens),
-            dict(max_batch=limits.max_batch, max_new_tokens_limit=limits.max_new_tokens,
-                 max_prompt_tokens=self.max_prompt_tokens), gpu_seconds=30)
-
-    def kv_race(self, prompt: str | list[int], n_new_tokens: int, n_repeats: int,
-                update_interval_s: float = 0.2, fresh: bool = False) -> Iterator[RaceUpdate]:
-        """Generation with and without the KV cache, timed while holding the model alone, streamed.
-
-        An identical race (same prompt, N and repeats) finished in the last minute is shown at once, labelled
-        as another visitor's run with its age, unless `fresh`: thirty students pressing Start see one race.
-        """
-        ids = [int(i) for i in self.ids_of(prompt)]
-        key = (tuple(ids), _as_seconds(n_new_tokens), _as_seconds(n_repeats))
-        recent = None if fresh else self._recent_races.get(key)
-        if recent is not None:
-            update, age = recent
-            yield dataclasses.replace(update, message=(
-                f"Another visitor's race from {age:.0f} s ago (same model, prompt, N and repeats), shown at once; "
-                f"run a fresh race to time it yourself. {update.message}"))
-            return
-        seconds, note = 30 + _as_seconds(n_new_tokens) * _as_seconds(n_repeats) // 5, None
-        if gpu.ZERO_GPU:  # the visitor's daily quota: shrink the race to fit, and say so
-            n_new_tokens, n_repeats, note = gpu.fit_race(_as_seconds(n_new_tokens), _as_seconds(n_repeats),
-                                                         gpu.available_seconds())
-            seconds = gpu.race_seconds(n_new_tokens, n_repeats)
-        updates = gpu.stream_on_device(
-            self.key, "_exclusive_stream", race_kv_cache, (ids, n_new_tokens, n_repeats),
-            dict(tokenizer=self.tokenizer, limits=self.config.limits, update_interval_s=update_interval_s),
-            gpu_seconds=seconds)
-        for update in _with_note(updates, note):
-            if update.result is not None:
-                self._recent_races.put(key, update)
-            yield update
-
-    def kv_sweep(self, prompt: str | list[int], lengths: list[int], n_repeats: int = 3) -> Iterator[SweepUpdate]:
-        """Total generation time against N for both modes, holding the model alone, streamed."""
-        ids = [int(i) for i in self.ids_of(prompt)]
-        seconds, note = 120, None
-        if gpu.ZERO_GPU:
-            lengths, n_repeats, note = gpu.fit_sweep(lengths, _as_seconds(n_repeats), gpu.available_seconds())
-            seconds = gpu.sweep_seconds(lengths, n_repeats)
-        updates = gpu.stream_on_device(self.key, "_exclusive_stream", sweep_kv_cache, (ids, lengths, n_repeats),
-                                       dict(limits=self.config.limits), gpu_seconds=seconds)
-        yield from _with_note(updates, note)
 
     def architecture(self) -> ArchitectureReport:
         """The loaded model's module tree, parameter breakdown and KV-cache spec (computed once)."""
         if self._architecture is None:
             self._architecture = describe_architecture(self.model)
         return self._architecture
-
-    def _exclusive_stream(self, fn, args, kwargs):
-        with _released_on_oom(self.device):
-            yield from fn(self.model, *args, exclusive=self.lock.exclusive(), **kwargs)
-
-    def _shared_call(self, fn, args, kwargs):
-        with self.lock.shared(), _released_on_oom(self.device):
-            return fn(self.model, self.tokenizer, *args, **kwargs)
-
-    def _shared_stream(self, fn, args, kwargs):
-        with self.lock.shared(), _released_on_oom(self.device):
-            yield from fn(self.model, self.tokenizer, *args, **kwargs)
 
     # ----- on-demand slices that need the weights, not a forward pass ---------------------------------
     def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
@@ -343,7 +264,7 @@ class ModelSession(ExperimentsMixin, SpeedMixin):
                 raise _LayerCaptured  # the layers above it are not needed: stop the forward pass here
 
         ids = torch.as_tensor(token_ids)[None].to(self.device)  # [batch=1, pos]
-        with self.lock.shared(), _released_on_oom(self.device), torch.inference_mode():
+        with self.lock.shared(), released_on_oom(self.device), torch.inference_mode():
             self._count_forward()
             with self.capture.record(want_resid=False, on_attention=on_attention):
                 try:
@@ -365,40 +286,12 @@ class ModelSession(ExperimentsMixin, SpeedMixin):
             return torch.log_softmax(logits.float(), -1).cpu()
 
 
-def _with_note(updates: Iterator[Any], note: str | None) -> Iterator[Any]:
-    """The updates of a timing run, the first one's message prefixed with why the run was shrunk."""
-    for index, update in enumerate(updates):
-        if note and index == 0 and hasattr(update, "message"):
-            update = dataclasses.replace(update, message=f"{note} {update.message}")
-        yield update
-
-
 def _not_text(value: Any) -> str:
     raise ValueError(f"The prompt must be text, got {type(value).__name__}.")
 
 
-def _as_seconds(value: Any) -> int:
-    """A count from the page, for sizing a GPU request only (validation happens in the run itself)."""
-    try:
-        return max(0, min(int(value), 10_000))
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
 class _LayerCaptured(Exception):
     """Raised from an attention hook once the wanted layer is captured, to skip the rest of the model."""
-
-
-@contextlib.contextmanager
-def _released_on_oom(device: torch.device) -> Iterator[None]:
-    """A CUDA out-of-memory frees the cache and becomes a message; the server keeps serving."""
-    try:
-        yield
-    except torch.OutOfMemoryError as error:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise ValueError("The GPU ran out of memory for this request (other students may be using it): "
-                         "try a shorter prompt or fewer tokens.") from error
 
 
 _shared: dict[AppConfig, ModelSession] = {}

@@ -26,6 +26,7 @@ from visualizer.analysis.experiments import (
     pair_diff,
     token_changes,
 )
+from visualizer.device import released_on_oom
 from visualizer.interventions import (
     MODES,
     SITES,
@@ -92,9 +93,7 @@ class ExperimentsMixin:
         return self.tokenizer.decode([int(token_id)])
 
     def _device_guard(self):
-        from visualizer.session import _released_on_oom  # late: session.py imports this module
-
-        return _released_on_oom(self.device)
+        return released_on_oom(self.device)
 
     # ----- direct logit attribution ---------------------------------------------------------------------
     def attribution(self, prompt: str | list[int], target: int | str | None = None, position: int = -1) -> Attribution:
