@@ -250,3 +250,20 @@ def test_queue_size_comes_from_the_measured_probe_unless_the_operator_sets_it():
     assert session.queue_max_size == derived_queue_size(session.checks.probe_seconds, 2) >= MIN_QUEUE_SIZE
     fixed = ModelSession(tiny_model("llama"), tiny_tokenizer(), AppConfig(queue=QueueSettings(max_size=10)))
     assert fixed.queue_max_size == 10
+
+
+def test_lens_log_probs_of_a_repeated_position_come_from_a_bounded_cache():
+    from visualizer.locks import BytesLRU
+
+    session = make_tiny_session("llama")
+    trace = session.trace("The capital of France is")
+    first = session.lens_log_probs(trace, 2)
+    assert session.lens_log_probs(trace, 2) is first
+    fresh = session._lens_log_probs(trace.resid[:, 2])
+    assert torch.equal(first, fresh)
+    lru = BytesLRU(max_bytes=10)
+    lru.put("a", 1, 6)
+    lru.put("b", 2, 6)  # over the bound: the oldest goes
+    assert lru.get("a") is None and lru.get("b") == 2
+    lru.put("c", 3, 11)  # larger than the bound: never kept
+    assert lru.get("c") is None and lru.get("b") == 2

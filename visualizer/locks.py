@@ -79,3 +79,33 @@ class RecentResults:
             self._items.move_to_end(key)
             while len(self._items) > self._max_items:
                 self._items.popitem(last=False)
+
+
+class BytesLRU:
+    """A least-recently-used map bounded in bytes, safe across threads: small derived views of shared traces."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None:
+                return None
+            self._items.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: Hashable, value: Any, n_bytes: int) -> None:
+        if n_bytes > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes -= old[0] if old else 0
+            self._items[key] = (n_bytes, value)
+            self._bytes += n_bytes
+            while self._bytes > self.max_bytes:
+                _, (size, _) = self._items.popitem(last=False)
+                self._bytes -= size

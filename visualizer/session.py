@@ -28,7 +28,7 @@ from visualizer.config import AppConfig, derived_queue_size
 from visualizer.device import input_device, memory_budget, module_device, released_on_oom
 from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
-from visualizer.locks import ReadWriteLock, RecentResults
+from visualizer.locks import BytesLRU, ReadWriteLock, RecentResults
 from visualizer.model_parts import find_model_parts
 from visualizer.self_check import run_self_check
 from visualizer.session_experiments import ExperimentsMixin
@@ -39,6 +39,9 @@ from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, st
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
+
+LENS_CACHE_BYTES = 256 * 2**20  # lens log-probs of recent (prompt, position) pairs: 6 MB each for SmolLM2
+
 
 @dataclass
 class _InFlight:
@@ -77,6 +80,7 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         self._in_flight: dict[tuple[int, ...], _InFlight] = {}
         self._architecture: ArchitectureReport | None = None
         self._recent_races = RecentResults(max_age_s=60.0)
+        self._lens_cache = BytesLRU(max_bytes=LENS_CACHE_BYTES)
         self.key = gpu.register(self)
 
     # ----- loading -------------------------------------------------------------------------------------
@@ -214,6 +218,7 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         with self._cache_lock:
             self._cache.clear()
             self._cache_bytes = 0
+        self._lens_cache = BytesLRU(max_bytes=LENS_CACHE_BYTES)
 
     # ----- generation ----------------------------------------------------------------------------------
     def check_new_tokens(self, n_pos: int, n_new) -> int:
@@ -277,7 +282,12 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position (weights only, no forward)."""
         trace.check_lens()
         pos = whole_number(pos, "position", 0, trace.n_pos - 1)
-        return gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos], gpu_seconds=10)
+        key = (tuple(trace.token_ids.tolist()), pos)  # a class asks the same prompt and position many times
+        cached = self._lens_cache.get(key)
+        if cached is None:
+            cached = gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos], gpu_seconds=10)
+            self._lens_cache.put(key, cached, cached.numel() * cached.element_size())
+        return cached
 
     def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:
         with self.lock.shared(), torch.inference_mode():
