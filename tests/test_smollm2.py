@@ -11,11 +11,8 @@ import os
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from visualizer.analysis.next_token import top_k
-from visualizer.config import AppConfig
-from visualizer.session import ModelSession
 from visualizer.smollm2 import ensure_smollm2, induction_scores, repeated_words_prompt, strongest_head
 
 pytestmark = pytest.mark.slow
@@ -23,25 +20,19 @@ pytestmark = pytest.mark.slow
 PERIOD = 20  # words per block of the repeated prompt: 40 tokens, ~0.4 s a forward pass on one thread
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on a busy 2-core machine are slower than one; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def folder():
-    return ensure_smollm2()
+@pytest.fixture(scope="session")
+def folder(smollm2_folder):
+    return smollm2_folder
 
 
-@pytest.fixture(scope="module")
-def session(folder):
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
-    return ModelSession(model, tokenizer, AppConfig(), source=str(folder))
+@pytest.fixture(scope="session")
+def session(smollm2_session):
+    return smollm2_session
 
 
 @pytest.fixture(scope="module")

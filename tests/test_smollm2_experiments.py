@@ -10,12 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from visualizer.config import AppConfig
 from visualizer.interventions import AblationSpec, ablate
-from visualizer.session import ModelSession
-from visualizer.smollm2 import ensure_smollm2
 
 pytestmark = pytest.mark.slow
 
@@ -23,21 +19,14 @@ CLEAN, CORRUPTED = "The capital of France is", "The capital of Japan is"
 CLEAN_ANSWER, CORRUPTED_ANSWER = " Paris", " Tokyo"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on a busy 2-core machine are slower than one; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def session():
-    folder = ensure_smollm2()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    return ModelSession(model, tokenizer, AppConfig(), source=str(folder))
+@pytest.fixture(scope="session")
+def session(smollm2_session):
+    return smollm2_session
 
 
 @pytest.fixture(scope="module")

@@ -109,17 +109,9 @@ def test_examples_are_measured_once_per_session():
 
 # --- on the real model ------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def smollm2():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from visualizer.config import AppConfig
-    from visualizer.session import ModelSession
-    from visualizer.smollm2 import ensure_smollm2
-
-    folder = ensure_smollm2()
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
-    return ModelSession(model, AutoTokenizer.from_pretrained(folder), AppConfig(), source=str(folder))
+@pytest.fixture(scope="session")
+def smollm2(smollm2_session):
+    return smollm2_session
 
 
 @pytest.mark.slow
