@@ -53,7 +53,8 @@ def top_k_figure(topk: TopK) -> PlotlyJSON:
     labels = [plotly_text(label) for label in topk.token_labels]
     bar = dict(
         type="bar", x=topk.probs[::-1], y=[f"{i + 1}. {label}" for i, label in enumerate(labels)][::-1],
-        orientation="h", text=[f"{p:.1%}" for p in topk.probs[::-1]], textposition="outside",
+        orientation="h", text=[f"{p:.1%}" for p in topk.probs[::-1]],
+        textposition="auto", insidetextanchor="end",  # a near-1 bar holds its label inside: nothing clipped
         customdata=np.array(topk.token_ids[::-1])[:, None],
         hovertemplate="%{y}<br>id %{customdata[0]}<br>p = %{x:.4f}<extra></extra>", marker=dict(color="#4c78a8"))
     xaxis = dict(title=title("probability"), range=[0, min(1.0, float(topk.probs.max()) * 1.25 + 0.02)])
