@@ -98,3 +98,20 @@ def test_the_sweep_runs_three_repeats_and_words_its_result_by_the_numbers(short_
     expect(plot).to_contain_text("median of 3 repeats", timeout=SLOW_MS)
     status = page.locator("#itl-kv-sweep").locator("xpath=following::*[contains(@class, 'prose')][1]")
     expect(status).to_contain_text(re.compile(r"\d(\.\d+)?× (faster|slower)"), timeout=SLOW_MS)
+
+
+def test_enter_in_a_number_box_and_arrow_keys_on_a_slider_redraw_the_charts(app_url, new_page):
+    from playwright.sync_api import expect
+
+    recorded = _open(new_page, app_url, "Next token")
+    page = recorded.page
+    title = page.locator("#itl-topk .gtitle")
+    expect(title).to_contain_text("Next token after position")
+    box = page.locator("#itl-position input[type=number]")
+    box.fill("1")
+    box.press("Enter")  # no blur, no click elsewhere
+    expect(title).to_contain_text("after position 1 ")
+    page.locator("#itl-position input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    expect(box).to_have_value("2")
+    expect(title).to_contain_text("after position 2 ")

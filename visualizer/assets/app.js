@@ -139,7 +139,22 @@
     if (target) target.click();
   };
 
+  // --- keyboard on sliders: Gradio sends a slider's "release" on pointer-up (range) and on blur (number box), so
+  // Enter in the number box and the arrow keys on the range would change the number but not the charts.
+  var SLIDER_KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
+  function onSliderKey(event) {
+    var target = event.target;
+    if (!target || !target.closest || !target.closest(".block")) return;
+    if (event.type === "keydown" && event.key === "Enter" && target.type === "number") {
+      target.blur();  // the box applies its value, as a click elsewhere would
+    } else if (event.type === "keyup" && target.type === "range" && SLIDER_KEYS.indexOf(event.key) >= 0) {
+      target.dispatchEvent(new PointerEvent("pointerup", { bubbles: true }));
+    }
+  }
+
   function start() {
+    document.addEventListener("keydown", onSliderKey, true);
+    document.addEventListener("keyup", onSliderKey, true);
     var style = document.createElement("style");
     style.textContent = STYLE;
     document.head.appendChild(style);
