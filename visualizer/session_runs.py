@@ -54,7 +54,7 @@ class RunsMixin:
             update, age = recent
             yield dataclasses.replace(update, message=(
                 f"Another visitor's race from {age:.0f} s ago (same model, prompt, N and repeats), shown at once; "
-                f"run a fresh race to time it yourself. {update.message}"))
+                f"tick 'time a fresh race' to time it yourself. {update.message}"))
             return
         seconds, note = 30 + _as_seconds(n_new_tokens) * _as_seconds(n_repeats) // 5, None
         if gpu.ZERO_GPU:  # the visitor's daily quota: shrink the race to fit, and say so

@@ -23,3 +23,12 @@ def test_race_streams_then_fills_every_race_output(session):
 def test_bad_n_is_a_message(session):
     with pytest.raises(ValueError):
         list(tab.race(session, "The capital", None, float("nan"), 1))
+
+
+def test_a_repeated_race_is_another_visitors_unless_fresh_is_ticked():
+    session = make_tiny_session("llama")
+    list(tab.race(session, "one two three", None, 4, 1))
+    again = list(tab.race(session, "one two three", None, 4, 1))
+    assert len(again) == 1 and "Another visitor's race" in again[0].status
+    fresh = list(tab.race(session, "one two three", None, 4, 1, True))
+    assert len(fresh) > 1 and "Another visitor's" not in fresh[-1].status

@@ -67,10 +67,12 @@ RACE_FIELDS = ["status", "latency", "summary", "repeats", "outputs", "inspector"
 SWEEP_FIELDS = ["sweep_status", "sweep_plot", "marker"]
 
 
-def race(session, prompt: str, sequence: dict | None, n_new_tokens: int, n_repeats: int,
+def race(session, prompt: str, sequence: dict | None, n_new_tokens: int, n_repeats: int, fresh: bool = False,
          progress: gr.Progress = PROGRESS):
-    """Time generation of N tokens with and without the KV cache, R times each, streamed as it runs."""
-    for update in session.kv_race(prompt_or_sequence(prompt, sequence), n_new_tokens, n_repeats):
+    """Time generation of N tokens with and without the KV cache, R times each, streamed as it runs. An identical
+    race finished in the last minute is shown at once (another visitor's), unless `fresh`."""
+    for update in session.kv_race(prompt_or_sequence(prompt, sequence), n_new_tokens, n_repeats,
+                                  fresh=bool(fresh)):
         progress(update.fraction_done, desc=update.phase)
         if update.result is None:
             yield KvCacheOutputs(status=f"⏱️ {update.message}",
@@ -104,6 +106,8 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
                           label="new tokens (N)", elem_id="itl-kv-n")
         repeats = gr.Slider(1, limits.max_repeats, value=min(3, limits.max_repeats), step=1, label="repeats (R)",
                             elem_id="itl-kv-r")
+        fresh = gr.Checkbox(False, label="time a fresh race (never reuse another visitor's from the last minute)",
+                            elem_id="itl-kv-fresh")
         start = gr.Button("Start the race", variant="primary", elem_id="itl-kv-start")
     gr.Markdown(INTRO)
     c["status"] = gr.Markdown(elem_id="itl-kv-status")
@@ -127,7 +131,7 @@ def render(session, prompt: gr.Textbox, sequence: gr.State) -> TabSync:
     gr.Markdown(CAPTIONS["sweep"], elem_classes=["itl-caption"])
 
     # The progress bar sits on the status line: the charts stay visible while they grow.
-    wire(start.click, race, session, [prompt, sequence, n_new, repeats], KvCacheOutputs, c, RACE_FIELDS,
+    wire(start.click, race, session, [prompt, sequence, n_new, repeats, fresh], KvCacheOutputs, c, RACE_FIELDS,
          api_name="kv_cache", api_description=race.__doc__, show_progress_on=[c["status"]], **model_event(session))
     wire(sweep_btn.click, sweep, session, [prompt, sequence], KvCacheOutputs, c, SWEEP_FIELDS,
          api_name="kv_cache_sweep", api_description=sweep.__doc__, show_progress_on=[c["sweep_status"]],
