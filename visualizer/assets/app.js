@@ -141,6 +141,7 @@
 
   // --- keyboard on sliders: Gradio sends a slider's "release" on pointer-up (range) and on blur (number box), so
   // Enter in the number box and the arrow keys on the range would change the number but not the charts.
+  var KEY_RELEASE_MS = 300;
   var SLIDER_KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
   function onSliderKey(event) {
     var target = event.target;
@@ -148,7 +149,11 @@
     if (event.type === "keydown" && event.key === "Enter" && target.type === "number") {
       target.blur();  // the box applies its value, as a click elsewhere would
     } else if (event.type === "keyup" && target.type === "range" && SLIDER_KEYS.indexOf(event.key) >= 0) {
-      target.dispatchEvent(new PointerEvent("pointerup", { bubbles: true }));
+      // one release when the keys stop, as one mouse release ends a drag (not one request per key press)
+      clearTimeout(target.itlKeyRelease);
+      target.itlKeyRelease = setTimeout(function () {
+        target.dispatchEvent(new PointerEvent("pointerup", { bubbles: true }));
+      }, KEY_RELEASE_MS);
     }
   }
 
