@@ -30,11 +30,17 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("where", list(RULES))
-def test_import_rules(where):
+def _files(where: str) -> list[Path]:
+    """The package's modules under a folder, or the one module named."""
     target = PACKAGE / where
     files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
-    assert files
+    assert files, where
+    return files
+
+
+@pytest.mark.parametrize("where", list(RULES))
+def test_import_rules(where):
+    files = _files(where)
     for path in files:
         relative = str(path.relative_to(PACKAGE))
         forbidden = RULES[where] - ALLOWED.get(relative, set())
@@ -94,9 +100,7 @@ def _graph() -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("where", list(INTERNAL_RULES))
 def test_internal_import_directions(where):
-    target = PACKAGE / where
-    files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
-    assert files
+    files = _files(where)
     for path in files:
         for imported in _internal_imports(path):
             top = imported.removeprefix("visualizer.").split(".")[0]

@@ -20,6 +20,7 @@ Browser tests skip (not fail) where Chromium or the playwright package is missin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -155,3 +156,26 @@ def serve_blocks() -> Iterator[Callable[..., str]]:
     yield serve
     for demo in launched:
         demo.close()
+
+
+@contextlib.contextmanager
+def served_app(session: Any) -> Iterator[str]:
+    """The app's whole page on `session`, launched on 127.0.0.1 with its styles and scripts; closed afterwards."""
+    from visualizer.ui import build_demo, launch_options
+
+    demo = build_demo(session)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    """The app on the bundled teaching model, as a classroom without a GPU gets it (one launch per module)."""
+    from visualizer.config import AppConfig
+    from visualizer.session import ModelSession
+
+    with served_app(ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))) as url:
+        yield url

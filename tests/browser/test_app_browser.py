@@ -6,24 +6,9 @@ import json
 
 import pytest
 
-from visualizer.config import AppConfig
-
 pytestmark = pytest.mark.browser
 EXPECT_TIMEOUT_MS = 30_000  # a loaded 2-core CI machine can take seconds per model call
 XSS = "</script><img src=x onerror=alert(1)><svg onload=alert(2)>"
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    """The app on the bundled teaching model, as a classroom without a GPU gets it."""
-    from visualizer.session import ModelSession
-    from visualizer.ui import build_demo, launch_options
-
-    session = ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))
-    demo = build_demo(session)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    yield url
-    demo.close()
 
 
 def _open(new_page, url):
@@ -185,19 +170,17 @@ def slower_app_url():
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
+    from tests.browser.conftest import served_app
     from tests.tiny_models import tiny_tokenizer
     from visualizer.session import ModelSession
-    from visualizer.ui import build_demo, launch_options
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=320, hidden_size=384, intermediate_size=768, num_hidden_layers=8,
                          num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
-    demo = build_demo(ModelSession(model, tiny_tokenizer(), source="slower-llama"))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    yield url
-    demo.close()
+    with served_app(ModelSession(model, tiny_tokenizer(), source="slower-llama")) as url:
+        yield url
 
 
 def test_kv_race_curves_grow_while_it_runs(slower_app_url, new_page):

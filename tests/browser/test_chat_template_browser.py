@@ -14,18 +14,16 @@ TEMPLATE = ("{% for message in messages %}{{ '<s>' + message['role'] + '\n' + me
 @pytest.fixture(scope="module")
 def chat_url():
     """The app on a tiny session whose tokenizer carries a chat template (the bundled model has none)."""
+    from tests.browser.conftest import served_app
     from tests.tiny_models import tiny_model, tiny_tokenizer
     from visualizer.config import AppConfig
     from visualizer.session import ModelSession
-    from visualizer.ui import build_demo, launch_options
 
     tokenizer = tiny_tokenizer.__wrapped__()  # a fresh copy: the cached one is shared read-only
     tokenizer.chat_template = TEMPLATE
     session = ModelSession(tiny_model("llama"), tokenizer, AppConfig(), source="tiny-chat")
-    demo = build_demo(session)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    yield url, session
-    demo.close()
+    with served_app(session) as url:
+        yield url, session
 
 
 def test_wrap_shows_the_added_tokens_and_unwrap_restores(chat_url, new_page):

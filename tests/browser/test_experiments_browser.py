@@ -5,25 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from visualizer.config import AppConfig
-
 pytestmark = pytest.mark.browser
 EXPECT_TIMEOUT_MS = 30_000  # a loaded 2-core CI machine can take seconds per model call
 HEADS = "#itl-exp-heads .js-plotly-plot"
 ABLATION = "#itl-exp-ablation .js-plotly-plot"
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    """The whole app on the bundled teaching model, as a classroom without a GPU gets it."""
-    from visualizer.session import ModelSession
-    from visualizer.ui import build_demo, launch_options
-
-    session = ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))
-    demo = build_demo(session)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    yield url
-    demo.close()
 
 
 def strongest_cell(page) -> dict:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from visualizer.config import AppConfig
-
 pytestmark = pytest.mark.browser
 SLOW_MS = 30_000
 MIN_PX = 14
@@ -39,18 +37,6 @@ MEASURE = """(zoom) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def layout_url():
-    from visualizer.session import ModelSession
-    from visualizer.ui import build_demo, launch_options
-
-    session = ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))
-    demo = build_demo(session)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    yield url
-    demo.close()
-
-
 def _draw(page, tab: str, button: str, chart: str) -> None:
     from playwright.sync_api import expect
 
@@ -62,20 +48,20 @@ def _draw(page, tab: str, button: str, chart: str) -> None:
 
 @pytest.mark.parametrize("tab, button, chart", [("Attention", "#itl-attn-show", "#itl-attn-heatmap"),
                                                 ("Sampling", "#itl-sampling-show", "#itl-sampling-plot")])
-def test_projector_text_is_large_and_never_clipped(layout_url, new_page, tab, button, chart):
+def test_projector_text_is_large_and_never_clipped(app_url, new_page, tab, button, chart):
     page = new_page(viewport={"width": 853, "height": 480}, device_scale_factor=1.5).page
-    page.goto(layout_url)
+    page.goto(app_url)
     _draw(page, tab, button, chart)
     found = page.evaluate(MEASURE, 1.5)
     assert found["n"] > 5
     assert found["small"] == [] and found["clipped"] == [] and found["overlaps"] == [], found
 
 
-def test_phone_reaches_every_tab_and_charts_fit(layout_url, new_page):
+def test_phone_reaches_every_tab_and_charts_fit(app_url, new_page):
     from visualizer.ui.tabs import TABS
 
     page = new_page(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True).page
-    page.goto(layout_url)
+    page.goto(app_url)
     page.get_by_role("tab", name=TABS[0].TITLE).wait_for(state="attached", timeout=SLOW_MS)  # the page is drawn
     for tab in TABS:
         button = page.get_by_role("tab", name=tab.TITLE)

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from visualizer.config import AppConfig
-
 pytestmark = pytest.mark.browser
 FOLLOW_MS = 2_000  # the acceptance: the follower shows the teacher's change within 2 s
 SLOW_MS = 30_000  # a model call on a loaded 2-core machine
 
 
-@pytest.fixture(scope="module")
-def presenter_url():
-    """The real page: build_demo wires the presenter controls after the tabs."""
-    from visualizer.session import ModelSession
-    from visualizer.ui import build_demo, launch_options
-
-    session = ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False))
-    demo = build_demo(session)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    yield url
-    demo.close()
-
-
-def test_follower_mirrors_prompt_and_head_read_only_then_detaches(presenter_url, new_page):
+def test_follower_mirrors_prompt_and_head_read_only_then_detaches(app_url, new_page):
     from playwright.sync_api import expect
 
     teacher = new_page(viewport={"width": 1280, "height": 900}).page
-    teacher.goto(presenter_url)
+    teacher.goto(app_url)
     teacher.get_by_role("tab", name="Attention").click()
     teacher.locator("#itl-presenter").get_by_text("Presenter mode").click()
     teacher.locator("#itl-room-open").click()
@@ -38,7 +23,7 @@ def test_follower_mirrors_prompt_and_head_read_only_then_detaches(presenter_url,
 
     recorded = new_page(viewport={"width": 1280, "height": 900})
     follower = recorded.page
-    follower.goto(f"{presenter_url}?follow={code}")
+    follower.goto(f"{app_url}?follow={code}")
     expect(follower.locator("#itl-follow-bar")).to_contain_text("Following room", timeout=SLOW_MS)
     expect(follower.get_by_role("tab", name="Attention")).to_have_attribute("aria-selected", "true")
 

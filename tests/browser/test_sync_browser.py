@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_app_browser import _assert_clean, _open, app_url  # noqa: F401  (the module's app fixture)
+from tests.browser.test_app_browser import _assert_clean, _open
 
 pytestmark = pytest.mark.browser
 LINK = "?tab=attention&prompt=Paris%20is%20the%20capital%20of&layer=1&head=2"
@@ -22,7 +22,7 @@ def _download(page, selector: str) -> bytes:
     return Path(info.value.path()).read_bytes()
 
 
-def test_the_deep_link_opens_attention_at_layer_1_head_2_with_no_click(app_url, new_page):  # noqa: F811
+def test_the_deep_link_opens_attention_at_layer_1_head_2_with_no_click(app_url, new_page):
     from playwright.sync_api import expect
 
     recorded = _open(new_page, app_url + LINK)
@@ -36,7 +36,7 @@ def test_the_deep_link_opens_attention_at_layer_1_head_2_with_no_click(app_url, 
     _assert_clean(recorded)
 
 
-def test_a_bad_link_value_warns_and_keeps_the_default(app_url, new_page):  # noqa: F811
+def test_a_bad_link_value_warns_and_keeps_the_default(app_url, new_page):
     from playwright.sync_api import expect
 
     recorded = _open(new_page, app_url + "?tab=attention&layer=99")
@@ -47,7 +47,7 @@ def test_a_bad_link_value_warns_and_keeps_the_default(app_url, new_page):  # noq
     _assert_clean(recorded)
 
 
-def test_downloads_are_files_of_the_right_type(app_url, new_page):  # noqa: F811
+def test_downloads_are_files_of_the_right_type(app_url, new_page):
     from playwright.sync_api import expect
 
     recorded = _open(new_page, app_url + LINK)
@@ -70,7 +70,7 @@ def test_downloads_are_files_of_the_right_type(app_url, new_page):  # noqa: F811
     _assert_clean(recorded)
 
 
-def test_an_example_click_greys_the_other_tabs_until_they_refresh(app_url, new_page):  # noqa: F811
+def test_an_example_click_greys_the_other_tabs_until_they_refresh(app_url, new_page):
     from playwright.sync_api import expect
 
     recorded = _open(new_page, app_url + "?tab=attention&prompt=The%20capital%20of%20France%20is")

@@ -6,27 +6,11 @@ import re
 
 import pytest
 
+from tests.browser.conftest import served_app
 from visualizer.config import AppConfig, Limits
 
 pytestmark = pytest.mark.browser
 SLOW_MS = 60_000  # a loaded 2-core CI machine
-
-
-def _launch(session):
-    from visualizer.ui import build_demo, launch_options
-
-    demo = build_demo(session)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **launch_options())
-    return demo, url
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    from visualizer.session import ModelSession
-
-    demo, url = _launch(ModelSession.load(AppConfig(model="bundled", device="cpu", allow_fallback=False)))
-    yield url
-    demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +21,8 @@ def short_sweep_url():
 
     session = ModelSession(tiny_model("llama"), tiny_tokenizer(), AppConfig(limits=Limits(max_new_tokens=12)),
                            source="tiny-llama")
-    demo, url = _launch(session)
-    yield url
-    demo.close()
+    with served_app(session) as url:
+        yield url
 
 
 def _open(new_page, url, tab: str):

@@ -24,12 +24,8 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine extra threads spin against other programs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def prompt_ids() -> list[int]:

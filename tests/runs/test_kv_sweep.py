@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from tests.tiny_models import tiny_model, tiny_tokenizer
 from visualizer.analysis.kv_cache import CACHED, MODES, UNCACHED, SweepResult
@@ -15,12 +14,8 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine extra threads spin against other programs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def prompt_ids() -> list[int]:
