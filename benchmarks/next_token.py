@@ -44,7 +44,7 @@ def full_analysis(session, ids: list[int]) -> None:
     token_chips_html(tok), shapes_markdown(tok)
     pos = trace.n_pos - 1
     figures = [top_k_figure(top_k(trace, session.tokenizer, -1, 10)),
-               lens_grid_figure(lens_grid(trace, session.tokenizer)),
+               lens_grid_figure(lens_grid(trace, session.tokenizer, session.lens_top(trace))),
                target_figure(target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, pos), pos))]
     for figure in figures:
         figure.to_json()  # what gr.Plot.postprocess does with it

@@ -67,8 +67,9 @@ def test_capital_of_france_is_paris(session):
 
 def test_logit_lens_last_row_is_the_logits(session):
     trace = session.trace("The capital of France is")
-    np.testing.assert_array_equal(trace.lens_top_ids[-1], trace.topk_ids[:, 0])  # argmax of the logits
-    np.testing.assert_allclose(trace.lens_top_probs[-1], trace.topk_probs[:, 0], rtol=1e-4, atol=1e-6)
+    lens = session.lens_top(trace)
+    np.testing.assert_array_equal(lens.ids[-1], trace.topk_ids[:, 0])  # argmax of the logits
+    np.testing.assert_allclose(lens.probs[-1], trace.topk_probs[:, 0], rtol=1e-4, atol=1e-6)
 
 
 def test_greedy_is_the_same_with_and_without_the_kv_cache(session):

@@ -36,7 +36,8 @@ def test_logit_lens_last_layer_equals_model_logits(traced):
         lens = session.lens_log_probs(trace, pos)  # [layer + 1, d_vocab]
         expected = torch.log_softmax(ref.logits[0, pos].float(), -1)
         torch.testing.assert_close(lens[-1], expected, atol=1e-4, rtol=0)
-    np.testing.assert_array_equal(trace.lens_top_ids[-1], ref.logits[0].argmax(-1)[trace.lens_first_pos:].numpy())
+    lens_top = session.lens_top(trace)
+    np.testing.assert_array_equal(lens_top.ids[-1], ref.logits[0].argmax(-1)[lens_top.first_pos:].numpy())
 
 
 def test_lens_grid_of_a_long_prompt_covers_its_last_positions_with_exact_probabilities():
@@ -48,11 +49,12 @@ def test_lens_grid_of_a_long_prompt_covers_its_last_positions_with_exact_probabi
     trace = session.trace(ids)
     with torch.inference_mode():
         logits = session.model(torch.tensor([ids])).logits[0].float()  # [pos, d_vocab]
-    assert trace.lens_first_pos == 36 and trace.lens_top_ids.shape == (trace.n_layers + 1, 64)
+    lens = session.lens_top(trace)
+    assert lens.first_pos == 36 and lens.ids.shape == (trace.n_layers + 1, 64)
     probs = torch.softmax(logits[36:], -1).max(-1)
-    np.testing.assert_array_equal(trace.lens_top_ids[-1], probs.indices.numpy())
-    np.testing.assert_allclose(trace.lens_top_probs[-1], probs.values.numpy(), atol=1e-5)
-    grid = lens_grid(trace, session.tokenizer)
+    np.testing.assert_array_equal(lens.ids[-1], probs.indices.numpy())
+    np.testing.assert_allclose(lens.probs[-1], probs.values.numpy(), atol=1e-5)
+    grid = lens_grid(trace, session.tokenizer, lens)
     assert grid.first_pos == 36 and grid.column_labels == trace.token_labels()[36:]
 
 
@@ -112,3 +114,59 @@ def test_head_metrics_on_known_patterns():
     uniform = uniform / uniform.sum(-1, keepdim=True)
     expected_entropy = np.mean([np.log(q + 1) for q in range(1, n)])
     assert head_metrics(uniform)["entropy"].item() == pytest.approx(expected_entropy, abs=1e-6)
+
+
+def test_top_k_rows_equals_torch_topk_also_with_rows_of_few_finite_values():
+    from visualizer.trace import top_k_rows
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(7, 3072, generator=generator)
+    values[3, 10:] = float("-inf")  # fewer finite values than k: padding must not win
+    for k in (1, 5, 50):
+        expected = values.topk(k, dim=-1)
+        got_values, got_ids = top_k_rows(values, k)
+        torch.testing.assert_close(got_values, expected.values, rtol=0, atol=0)
+        finite = torch.isfinite(expected.values)
+        assert torch.equal(got_ids[finite], expected.indices[finite])
+        assert int(got_ids.max()) < values.shape[-1]
+
+
+def test_lens_of_every_layer_equals_that_layer_read_out_on_its_own(traced):
+    """The lens runs all layers' rows through the head in chunks; each row must be what one layer alone gives."""
+    from visualizer import trace as trace_module
+
+    session, trace, ref = traced
+    lens = session.lens_top(trace)
+    first = lens.first_pos
+    with torch.inference_mode():
+        for layer in range(trace.n_layers):  # hidden_states[-1] is after the final norm in most models
+            logits = session.parts.unembed(ref.hidden_states[layer][0, first:]).float()
+            np.testing.assert_array_equal(lens.ids[layer], logits.argmax(-1).numpy())
+            np.testing.assert_allclose(lens.probs[layer], logits.softmax(-1).max(-1).values.numpy(),
+                                       rtol=1e-5, atol=1e-6)
+    previous = trace_module.LENS_CHUNK_BYTES
+    try:  # three rows per chunk: chunk edges fall inside layers
+        trace_module.LENS_CHUNK_BYTES = 3 * 4 * trace.dims.d_vocab
+        chunked = trace_module.build_lens_top(session.parts, trace.resid)
+    finally:
+        trace_module.LENS_CHUNK_BYTES = previous
+    np.testing.assert_array_equal(chunked.ids, lens.ids)
+    np.testing.assert_allclose(chunked.probs, lens.probs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_lens_grid_is_computed_once_per_trace_and_only_when_asked(tiny_session):
+    import threading
+
+    calls = []
+    compute = tiny_session._compute_lens_top
+    tiny_session._compute_lens_top = lambda resid: calls.append(1) or compute(resid)
+    trace = tiny_session.trace(PROMPT)
+    assert calls == []  # a trace alone runs no lens
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(tiny_session.lens_top(trace))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and all(r is results[0] for r in results)
+    assert tiny_session.lens_top(tiny_session.trace(PROMPT)) is results[0]

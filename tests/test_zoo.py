@@ -54,7 +54,8 @@ def test_self_check_passes(zoo_session):
 def test_lens_last_row_reproduces_the_logits(zoo_session):
     trace = zoo_session.trace(PROMPT)
     logits = reference(zoo_session, trace).logits[0].float()  # [pos, d_vocab]
-    np.testing.assert_array_equal(trace.lens_top_ids[-1], logits.argmax(-1)[trace.lens_first_pos:].numpy())
+    lens_top = zoo_session.lens_top(trace)
+    np.testing.assert_array_equal(lens_top.ids[-1], logits.argmax(-1)[lens_top.first_pos:].numpy())
     for pos in (0, trace.n_pos - 1):
         lens = zoo_session.lens_log_probs(trace, pos)  # [n_layers + 1, d_vocab]
         expected = torch.log_softmax(logits[pos], -1)
@@ -123,7 +124,7 @@ def test_every_view_builds(zoo_session):
     trace = session.trace(PROMPT)
     tokens = tokenization(trace)
     assert len(tokens.chips) == trace.n_pos
-    grid = lens_grid(trace, session.tokenizer)
+    grid = lens_grid(trace, session.tokenizer, session.lens_top(trace))
     assert grid.top_probs.shape == (trace.n_layers + 1, trace.n_pos)
     target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, 1), 1)
     patterns = session.layer_patterns(trace, trace.n_layers - 1)
@@ -154,9 +155,9 @@ def test_a_readout_the_app_cannot_reproduce_disables_the_lens_with_the_measured_
         handle.remove()
     assert not session.checks.lens.ok and session.checks.lens.max_diff > 1e-3
     assert "logit lens is unavailable for LlamaForCausalLM" in session.checks.lens.message
-    assert trace.lens_top_ids is None and trace.lens_unavailable == session.checks.lens.message
+    assert trace.lens_unavailable == session.checks.lens.message
     with pytest.raises(ValueError, match="logit lens is unavailable"):
         session.lens_log_probs(trace, 0)
     with pytest.raises(ValueError, match="logit lens is unavailable"):
-        lens_grid(trace, session.tokenizer)
+        session.lens_top(trace)
     assert session.checks.attention.ok and session.checks.resid.ok  # the other views stay available

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the Protocol costs no imports at run time
     from visualizer.config import AppConfig
     from visualizer.dims import ModelDims
     from visualizer.self_check import SelfCheck
-    from visualizer.trace import Trace
+    from visualizer.trace import LensTop, Trace
 
 
 
@@ -59,6 +59,9 @@ class ModelBackend(Protocol):
 
     def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
         """[head, query_pos, key_pos] attention weights of one layer."""
+
+    def lens_top(self, trace: Trace) -> LensTop:
+        """The logit lens's top-1 at every layer over the trace's last positions (computed on first request)."""
 
     def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
         """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position."""

@@ -6,7 +6,8 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -109,3 +110,41 @@ class BytesLRU:
             while self._bytes > self.max_bytes:
                 _, (size, _) = self._items.popitem(last=False)
                 self._bytes -= size
+
+
+@dataclass
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class SingleFlight:
+    """Concurrent calls for the same key do the work once: the first caller runs it, the others wait for its
+    result or its error (a class sending one new prompt at once runs one forward pass, not thirty)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
+
+    def run(self, key: Hashable, work: Callable[[], Any]) -> Any:
+        with self._lock:
+            flight = self._flights.get(key)
+            owner = flight is None
+            if owner:
+                flight = self._flights[key] = _Flight()
+        if not owner:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.result
+        try:
+            flight.result = work()
+            return flight.result
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()

@@ -12,7 +12,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +27,19 @@ from visualizer.config import AppConfig, derived_queue_size
 from visualizer.device import input_device, memory_budget, module_device, released_on_oom
 from visualizer.dims import ModelDims
 from visualizer.loading import bundled_model_dir, load_model
-from visualizer.locks import BytesLRU, ReadWriteLock, RecentResults
+from visualizer.locks import BytesLRU, ReadWriteLock, RecentResults, SingleFlight
 from visualizer.model_parts import find_model_parts
 from visualizer.self_check import run_self_check
 from visualizer.session_experiments import ExperimentsMixin
 from visualizer.session_runs import RunsMixin
 from visualizer.session_speed import SpeedMixin
 from visualizer.tokens import encode_prompt
-from visualizer.trace import Trace, TraceOptions, build_trace, pattern_bytes, storage_dtype
+from visualizer.trace import LensTop, Trace, TraceOptions, build_lens_top, build_trace, pattern_bytes, storage_dtype
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
 
 LENS_CACHE_BYTES = 256 * 2**20  # lens log-probs of recent (prompt, position) pairs: 6 MB each for SmolLM2
-
-
-@dataclass
-class _InFlight:
-    done: threading.Event
-    trace: Trace | None = None
-    error: BaseException | None = None
 
 
 class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
@@ -77,7 +69,7 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         self._cache: OrderedDict[tuple[int, ...], Trace] = OrderedDict()
         self._cache_bytes = 0
         self._cache_lock = threading.Lock()
-        self._in_flight: dict[tuple[int, ...], _InFlight] = {}
+        self._flights = SingleFlight()  # one computation per prompt (trace) or per trace (lens grid) at a time
         self._architecture: ArchitectureReport | None = None
         self._recent_races = RecentResults(max_age_s=60.0)
         self._lens_cache = BytesLRU(max_bytes=LENS_CACHE_BYTES)
@@ -165,32 +157,23 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         ids = self.ids_of(prompt)
         self.check_budget(f"Analysing {len(ids):,} tokens", self.estimate_trace_bytes(len(ids)))
         key = tuple(ids.tolist())
+        cached = self._cached_trace(key)
+        if cached is not None:
+            return cached
+        text = prompt if isinstance(prompt, str) else self.tokenizer.decode(key)
+        return self._flights.run(("trace", key), lambda: self._cached_trace(key) or self._new_trace(key, text, ids))
+
+    def _cached_trace(self, key: tuple[int, ...]) -> Trace | None:
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            flight = self._in_flight.get(key)
-            owner = flight is None
-            if owner:
-                flight = self._in_flight[key] = _InFlight(threading.Event())
-        if not owner:  # someone is already computing this prompt: wait for theirs
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.trace
-        text = prompt if isinstance(prompt, str) else self.tokenizer.decode(key)
-        try:
-            flight.trace = gpu.call_on_device(self.key, "_compute_trace", text, ids,
-                                              gpu_seconds=10 + len(ids) / 50)
-            self._remember(key, flight.trace)
-            return flight.trace
-        except BaseException as error:
-            flight.error = error
-            raise
-        finally:
-            with self._cache_lock:
-                self._in_flight.pop(key, None)
-            flight.done.set()
+        return None
+
+    def _new_trace(self, key: tuple[int, ...], text: str, ids: torch.Tensor) -> Trace:
+        trace = gpu.call_on_device(self.key, "_compute_trace", text, ids, gpu_seconds=10 + len(ids) / 50)
+        self._remember(key, trace)
+        return trace
 
     def _compute_trace(self, text: str, ids: torch.Tensor) -> Trace:
         with self.lock.shared(), released_on_oom(self.device):
@@ -277,6 +260,26 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
                 except _LayerCaptured:
                     pass
         return kept[0]
+
+    def lens_top(self, trace: Trace) -> LensTop:
+        """The logit lens's top-1 grid over the trace's last positions: computed when a view first asks (it costs
+        n_layers + 1 LM-head passes per position, more than the forward pass itself on a large vocabulary), then
+        kept with the trace's other derived views."""
+        trace.check_lens()
+        key = (tuple(trace.token_ids.tolist()), "top")
+        cached = self._lens_cache.get(key)
+        if cached is not None:
+            return cached
+        return self._flights.run(("lens", key), lambda: self._lens_cache.get(key) or self._new_lens_top(key, trace))
+
+    def _new_lens_top(self, key: tuple, trace: Trace) -> LensTop:
+        lens = gpu.call_on_device(self.key, "_compute_lens_top", trace.resid, gpu_seconds=10)
+        self._lens_cache.put(key, lens, lens.nbytes)
+        return lens
+
+    def _compute_lens_top(self, resid: torch.Tensor) -> LensTop:
+        with self.lock.shared(), released_on_oom(self.device):
+            return build_lens_top(self.parts, resid, self.trace_options.lens_positions)
 
     def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
         """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position (weights only, no forward)."""

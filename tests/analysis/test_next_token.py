@@ -50,7 +50,7 @@ def test_bad_k(session, k):
 
 def test_lens_grid_and_target(session):
     trace = session.trace("The capital of France is")
-    grid = lens_grid(trace, session.tokenizer)
+    grid = lens_grid(trace, session.tokenizer, session.lens_top(trace))
     assert grid.top_probs.shape == (trace.n_layers + 1, trace.n_pos) and grid.row_labels[0] == "embed"
     pos = trace.n_pos - 1
     lens = session.lens_log_probs(trace, pos)

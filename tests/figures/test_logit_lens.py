@@ -22,10 +22,10 @@ def session_and_trace():
 
 def test_lens_grid_cells_are_the_lens_result(session_and_trace):
     session, trace = session_and_trace
-    grid = lens_grid(trace, session.tokenizer)
+    grid = lens_grid(trace, session.tokenizer, session.lens_top(trace))
     fig = lens_grid_figure(grid)
     (heatmap,) = fig.data
-    np.testing.assert_array_equal(heatmap["z"], trace.lens_top_probs)  # [layer + 1, pos]
+    np.testing.assert_array_equal(heatmap["z"], session.lens_top(trace).probs)  # [layer + 1, pos]
     assert heatmap["z"].shape == (trace.n_layers + 1, trace.n_pos)
     assert heatmap["texttemplate"] == "%{text}" and heatmap["zmin"] == 0 and heatmap["zmax"] == 1
     assert heatmap["colorbar"]["title"]["text"] == "p(top-1)"
@@ -73,6 +73,6 @@ def test_target_figures_do_not_share_their_axes(session_and_trace):
 def test_json_is_what_plotly_sends(session_and_trace):
     session, trace = session_and_trace
     pos = trace.n_pos - 1
-    for fig in (lens_grid_figure(lens_grid(trace, session.tokenizer)),
+    for fig in (lens_grid_figure(lens_grid(trace, session.tokenizer, session.lens_top(trace))),
                 target_figure(target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, pos), pos))):
         assert json.loads(fig.to_json()) == json.loads(fig.to_figure().to_json())

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from visualizer.tokens import visible_token
-from visualizer.trace import Trace
+from visualizer.trace import LensTop, Trace
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ def row_labels(n_layers: int) -> list[str]:
     return ["embed"] + [f"layer {layer}" for layer in range(n_layers)]
 
 
-def lens_grid(trace: Trace, tokenizer) -> LensGrid:
-    """The lens's top-1 token and its probability at every layer and position."""
+def lens_grid(trace: Trace, tokenizer, lens: LensTop) -> LensGrid:
+    """The lens's top-1 token and its probability at every layer and position. lens: `session.lens_top(trace)`."""
     trace.check_lens()
-    vocab_labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(trace.lens_top_ids)}
-    top_labels = [[vocab_labels[int(i)] for i in row] for row in trace.lens_top_ids]
-    columns = trace.token_labels()[trace.lens_first_pos:]  # the grid covers the last positions only
-    return LensGrid(row_labels(trace.n_layers), columns, top_labels, trace.lens_top_probs, trace.lens_first_pos)
+    vocab_labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(lens.ids)}
+    top_labels = [[vocab_labels[int(i)] for i in row] for row in lens.ids]
+    columns = trace.token_labels()[lens.first_pos:]  # the grid covers the last positions only
+    return LensGrid(row_labels(trace.n_layers), columns, top_labels, lens.probs, lens.first_pos)
 
 
 def target_trajectory(trace: Trace, tokenizer, lens_log_probs: torch.Tensor, pos: int,

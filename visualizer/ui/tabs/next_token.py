@@ -71,15 +71,18 @@ VIEW_FIELDS = ["chips", "shapes", "topk", "lens", "target", "lens_note"]
 POSITION_FIELDS = ["topk", "target", "lens_note"]
 
 
-def _lens_views(session, trace, pos: int, target_text: str | None) -> dict:
-    """The lens charts, or the self-check's message in their place (the rest of the tab still shows)."""
+def _lens_views(session, trace, pos: int, target_text: str | None, with_grid: bool = True) -> dict:
+    """The lens charts, or the self-check's message in their place (the rest of the tab still shows).
+    The grid does not depend on the position: a position change redraws the target's chart only."""
     if trace.lens_unavailable:
         return dict(lens=None, target=None, lens_note=f"⚠️ {trace.lens_unavailable}")
     lens = session.lens_log_probs(trace, pos)
     target_id = target_id_of(session.tokenizer, target_text) if target_text else None
     trajectory = target_trajectory(trace, session.tokenizer, lens, pos, target_id)
-    return dict(lens=lens_grid_figure(lens_grid(trace, session.tokenizer)), target=target_figure(trajectory),
-                lens_note="")
+    views = dict(target=target_figure(trajectory), lens_note="")
+    if with_grid:
+        views["lens"] = lens_grid_figure(lens_grid(trace, session.tokenizer, session.lens_top(trace)))
+    return views
 
 
 def _views(session, source, k, pos, target_text) -> NextTokenOutputs:
@@ -112,7 +115,7 @@ def at_position(session, prompt: str, sequence: dict | None, top_k_count: int, p
     trace = session.trace(prompt_or_sequence(prompt, sequence))
     pos = check_position(trace, position)
     return NextTokenOutputs(topk=top_k_figure(top_k(trace, session.tokenizer, pos, top_k_count)),
-                            **_lens_views(session, trace, pos, target_token))
+                            **_lens_views(session, trace, pos, target_token, with_grid=False))
 
 
 def refresh(session, open_tab: str, marker: str, prompt: str, sequence: dict | None, top_k_count: int,
