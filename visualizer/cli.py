@@ -8,6 +8,7 @@ load); each one prints a single line and a hint on stderr and exits with status 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.debug:
         logging.getLogger("visualizer").setLevel(logging.DEBUG)
+    # Gradio wraps every request in a switch to matplotlib's "agg" backend; with none named, matplotlib imports
+    # pyplot to find the default one, and the first visitor waited 0.25 s for it. This app draws no matplotlib.
+    os.environ.setdefault("MPLBACKEND", "agg")
     session = load(config, prog)
     from visualizer.ui import build_demo
 

@@ -141,10 +141,13 @@ def plan_placement(config: AppConfig, device: torch.device, weights: int, zero_g
 
 def estimate_weight_bytes(source: str, dtype: torch.dtype, trust_remote_code: bool) -> int:
     """Weight bytes of a model in `dtype`, from its config alone (built on the meta device, no weights read)."""
-    from accelerate import init_empty_weights
+    from transformers.initialization import no_init_weights
 
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-    with init_empty_weights():
+    # no_init_weights: the random init would still run on meta tensors, through torch's slow reference kernels
+    # (0.19 s of SmolLM2's start-up; 13 ms without). It swaps torch.nn.init's functions process-wide, so it is
+    # for start-up only, never for a request thread.
+    with torch.device("meta"), no_init_weights():
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     return sum(p.numel() for p in skeleton.parameters()) * dtype.itemsize
 
