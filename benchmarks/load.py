@@ -91,13 +91,18 @@ def _component(gr, kind: str):
 # Forward passes per second: the model-bound limit (run with --measure-forward)
 # ---------------------------------------------------------------------------------------------------
 
-def measure_forward() -> dict:
+def model_path(app_args: list[str]) -> str:
+    """Where the model the app is started with lives, resolved as app.py resolves `--model` (default: auto)."""
+    from visualizer.loading import _local_source, resolve_device, resolve_model_source
+
+    name = app_args[app_args.index("--model") + 1] if "--model" in app_args[:-1] else "auto"
+    return _local_source(resolve_model_source(name, resolve_device("auto")))
+
+
+def measure_forward(path: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from benchmarks.common import bundled_or_none
-
-    path = bundled_or_none()
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = [torch.tensor([tokenizer(p).input_ids]) for p in PROMPTS]
@@ -300,17 +305,17 @@ def main() -> None:
     parser.add_argument("--app-root", type=Path, default=ROOT,
                         help="run app.py from this checkout (e.g. an older commit, to compare)")
     parser.add_argument("--serve-null", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--measure-forward", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-forward", metavar="MODEL_PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_null:
         serve_null(args.serve_null)
         return
     if args.measure_forward:
-        print(json.dumps(measure_forward()))
+        print(json.dumps(measure_forward(args.measure_forward)))
         return
 
     requests = burst(args.requests)
-    forward = run_isolated("benchmarks.load", "--measure-forward")
+    forward = run_isolated("benchmarks.load", "--measure-forward", model_path(args.app_args))
     servers: list[Server] = []
     try:
         null_port, app_port = free_port(), free_port()

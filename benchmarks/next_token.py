@@ -10,10 +10,12 @@ the trace needs. The ratio says what the views cost on top of the model itself.
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
 
-from benchmarks.common import bundled_or_none, phi3_shaped_random, timed
+from benchmarks.common import bundled_or_none, phi3_shaped_random
 
 
 def _session():
@@ -50,6 +52,12 @@ def full_analysis(session, ids: list[int]) -> None:
         figure.to_json()  # what gr.Plot.postprocess does with it
 
 
+def trace_without_lens(session, ids: list[int]) -> None:
+    """What the Attention and Sampling tabs pay for a new prompt: the trace (the lens grid is the Next-token tab's)."""
+    session.clear_cache()
+    session.trace(ids)
+
+
 def bare_forward(model, ids: list[int]) -> None:
     with torch.inference_mode():
         model(torch.tensor([ids]), output_hidden_states=True, output_attentions=True)
@@ -58,22 +66,40 @@ def bare_forward(model, ids: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 128, 512])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     session, name = _session()
     context = session.dims.n_ctx or 10**9
     print(f"model: {name}, {torch.get_num_threads()} threads")
-    print(f"{'tokens':>6} | {'bare forward (ms)':>17} | {'full analysis (ms)':>18} | ratio")
+    print(f"{'tokens':>6} | {'bare forward (ms)':>17} | {'full analysis (ms)':>18} | ratio | "
+          f"{'trace only (ms)':>15} | ratio")
     generator = torch.Generator().manual_seed(0)
     for n_pos in args.lengths:
         if n_pos > context:
             print(f"{n_pos:>6} | over the model's context of {context}")
             continue
         ids = torch.randint(3, session.dims.d_vocab, (n_pos,), generator=generator).tolist()
-        bare = timed(lambda ids=ids: bare_forward(session.model, ids), args.repeats)
-        full = timed(lambda ids=ids: full_analysis(session, ids), args.repeats)
-        print(f"{n_pos:>6} | {bare * 1e3:>17.1f} | {full * 1e3:>18.1f} | {full / bare:.2f}x")
+        runs = {"bare": lambda ids=ids: bare_forward(session.model, ids),
+                "full": lambda ids=ids: full_analysis(session, ids),
+                "trace": lambda ids=ids: trace_without_lens(session, ids)}
+        times = interleaved(runs, args.repeats)
+        bare, full, trace = times["bare"], times["full"], times["trace"]
+        print(f"{n_pos:>6} | {bare * 1e3:>17.1f} | {full * 1e3:>18.1f} | {full / bare:.2f}x | {trace * 1e3:>15.1f} | "
+              f"{trace / bare:.2f}x")
 
+
+def interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each run, timed in turns (bare, full, trace, bare, ...) after one warm-up each, so that a
+    change in the machine's load touches all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 if __name__ == "__main__":
     main()
