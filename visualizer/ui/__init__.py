@@ -11,11 +11,11 @@ from typing import Any
 import gradio as gr
 
 from visualizer.tokens import chat_unwrap, chat_wrap, has_chat_template
+from visualizer.ui import gradio_overheads
 from visualizer.ui.common import TabSync, unchanged, wire
 from visualizer.ui.exports import download_control, wire_download, write_download
 from visualizer.ui.links import TAB_IDS, Parsed, lesson_json, load_lesson, parse_view
 from visualizer.ui.presenter import render_presenter
-from visualizer.ui.sessions import install_lazy_session_state
 from visualizer.ui.tabs import TABS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -91,7 +91,7 @@ def build_demo(session) -> gr.Blocks:
     from visualizer.figures.bertviz_embed import bertviz_static_paths
 
     gr.set_static_paths(bertviz_static_paths(missing_ok=True))  # a missing script disables bertviz only
-    install_lazy_session_state()  # a new visitor's session no longer copies ~280 block configs (ui/sessions.py)
+    gradio_overheads.install()  # no copy of ~280 block configs per new visitor, no matplotlib on the first request
     with gr.Blocks(title="Inside the LLM") as demo:
         gr.Markdown("# Inside the LLM\nLook inside a transformer language model while it runs.")
         if session.banner:

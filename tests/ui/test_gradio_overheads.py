@@ -1,5 +1,6 @@
 """A new visitor's session builds block configs only when a request touches them, and Gradio's snapshot of every
-component (`SessionState.components`, for its deep links) is the same as Gradio's eager one."""
+component (`SessionState.components`, for its deep links) is the same as Gradio's eager one; a request does not
+import matplotlib, and once it is imported Gradio's backend switch runs as before."""
 
 import json
 
@@ -40,7 +41,7 @@ def _snapshot(state) -> list[str]:
 def test_a_new_session_builds_no_block_config_until_its_snapshot_is_read(demo, monkeypatch):
     import gradio.state_holder as state_holder
 
-    from visualizer.ui.sessions import _GRADIO_SESSION_STATE, LazySessionState
+    from visualizer.ui.gradio_overheads import _GRADIO_SESSION_STATE, LazySessionState
 
     assert state_holder.SessionState is LazySessionState  # what StateHolder builds for a new session
     calls = _counting_config_for_block(monkeypatch)
@@ -62,3 +63,28 @@ def test_a_served_request_builds_only_the_configs_it_touches(demo):
     sessions = list(demo.state_holder.session_data.values())
     assert sessions and all(type(s).__name__ == "LazySessionState" for s in sessions)
     assert max(len(s.config_values) for s in sessions) < 10  # its inputs and outputs, not ~280 blocks
+
+
+def test_requests_leave_matplotlib_alone_until_it_is_imported():
+    import subprocess
+    import sys
+
+    import gradio.utils
+
+    from visualizer.ui.gradio_overheads import BackendSwitchOnceImported
+
+    assert gradio.utils.MatplotlibBackendMananger is BackendSwitchOnceImported  # what route_utils enters
+    fresh = ("import sys, gradio\nfrom visualizer.ui import gradio_overheads\ngradio_overheads.install()\n"
+             "with gradio.utils.MatplotlibBackendMananger():\n    pass\nprint('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", fresh], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    import matplotlib
+
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        with BackendSwitchOnceImported():
+            assert matplotlib.get_backend() == "agg"  # Gradio's switch, once matplotlib is there
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(previous)
