@@ -67,3 +67,12 @@ def test_invalid_properties_fail_when_turned_into_a_figure():
 def test_formatting_doctests():
     result = doctest.testmod(formatting)
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_the_plain_template_is_what_plotly_validates_it_to():
+    import plotly.graph_objects as go
+
+    from visualizer.figures.common import _TEMPLATE_LAYOUT, graph_objects_template
+
+    assert TEMPLATE_JSON == go.layout.Template(layout=_TEMPLATE_LAYOUT).to_plotly_json()
+    assert graph_objects_template().to_plotly_json() == TEMPLATE_JSON
