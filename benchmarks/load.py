@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -68,6 +69,7 @@ def serve_null(port: int) -> None:
     import gradio as gr
 
     from visualizer.config import QueueSettings
+    from visualizer.ui import gradio_overheads
 
     queue = QueueSettings()  # the app's concurrency; no max_size: the ceiling turns nobody away
     with gr.Blocks() as demo:
@@ -79,7 +81,13 @@ def serve_null(port: int) -> None:
                          outputs, api_name=api_name, concurrency_id="model",
                          concurrency_limit=queue.concurrency_limit)
     demo.queue(max_size=None, default_concurrency_limit=queue.concurrency_limit)
-    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True)
+    # The app's own server tuning (visualizer.cli, visualizer.ui.gradio_overheads), so that the ceiling is what
+    # Gradio can do, not what its defaults do: start-up objects frozen out of the cycle collector (the null app
+    # imports gradio too, and its collections would pause the burst), lazy per-session configs.
+    gradio_overheads.install()
+    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, prevent_thread_lock=True)
+    gc.freeze()
+    demo.block_thread()
 
 
 def _component(gr, kind: str):
