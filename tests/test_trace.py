@@ -147,7 +147,7 @@ def test_lens_of_every_layer_equals_that_layer_read_out_on_its_own(traced):
     previous = trace_module.LENS_CHUNK_BYTES
     try:  # three rows per chunk: chunk edges fall inside layers
         trace_module.LENS_CHUNK_BYTES = 3 * 4 * trace.dims.d_vocab
-        chunked = trace_module.build_lens_top(session.parts, trace.resid)
+        chunked = trace_module.build_lens_top(session.parts, trace.resid[:, first:], first)
     finally:
         trace_module.LENS_CHUNK_BYTES = previous
     np.testing.assert_array_equal(chunked.ids, lens.ids)
@@ -159,7 +159,7 @@ def test_the_lens_grid_is_computed_once_per_trace_and_only_when_asked(tiny_sessi
 
     calls = []
     compute = tiny_session._compute_lens_top
-    tiny_session._compute_lens_top = lambda resid: calls.append(1) or compute(resid)
+    tiny_session._compute_lens_top = lambda resid, first: calls.append(1) or compute(resid, first)
     trace = tiny_session.trace(PROMPT)
     assert calls == []  # a trace alone runs no lens
     results = []

@@ -34,7 +34,16 @@ from visualizer.session_experiments import ExperimentsMixin
 from visualizer.session_runs import RunsMixin
 from visualizer.session_speed import SpeedMixin
 from visualizer.tokens import encode_prompt
-from visualizer.trace import LensTop, Trace, TraceOptions, build_lens_top, build_trace, pattern_bytes, storage_dtype
+from visualizer.trace import (
+    LensTop,
+    Trace,
+    TraceOptions,
+    build_lens_top,
+    build_trace,
+    lens_first_pos,
+    pattern_bytes,
+    storage_dtype,
+)
 from visualizer.validation import whole_number
 
 log = logging.getLogger(__name__)
@@ -273,13 +282,15 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         return self._flights.run(("lens", key), lambda: self._lens_cache.get(key) or self._new_lens_top(key, trace))
 
     def _new_lens_top(self, key: tuple, trace: Trace) -> LensTop:
-        lens = gpu.call_on_device(self.key, "_compute_lens_top", trace.resid, gpu_seconds=10)
+        first = lens_first_pos(trace.n_pos, self.trace_options.lens_positions)
+        window = trace.resid[:, first:].clone()  # only the grid's positions travel (to a ZeroGPU worker: pickled)
+        lens = gpu.call_on_device(self.key, "_compute_lens_top", window, first, gpu_seconds=10)
         self._lens_cache.put(key, lens, lens.nbytes)
         return lens
 
-    def _compute_lens_top(self, resid: torch.Tensor) -> LensTop:
+    def _compute_lens_top(self, resid: torch.Tensor, first_pos: int) -> LensTop:
         with self.lock.shared(), released_on_oom(self.device):
-            return build_lens_top(self.parts, resid, self.trace_options.lens_positions)
+            return build_lens_top(self.parts, resid, first_pos)
 
     def lens_log_probs(self, trace: Trace, pos: int) -> torch.Tensor:
         """[n_layers + 1, d_vocab] logit-lens log-probabilities at one position (weights only, no forward)."""

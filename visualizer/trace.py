@@ -208,11 +208,15 @@ def top_k_rows(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return top.values, top.indices
 
 
+def lens_first_pos(n_pos: int, positions: int = 64) -> int:
+    """The first position the lens grid covers: it shows the last `positions` of the prompt."""
+    return max(0, n_pos - positions)
+
+
 @torch.inference_mode()
-def build_lens_top(parts: ModelParts, resid: torch.Tensor, positions: int = 64) -> LensTop:
-    """The lens grid of a trace's residual stream `resid` [n_layers + 1, pos, d_model] over its last positions."""
-    first_pos = max(0, resid.shape[1] - positions)
-    ids, probs = _lens_top(parts, resid[:, first_pos:])
+def build_lens_top(parts: ModelParts, resid: torch.Tensor, first_pos: int = 0) -> LensTop:
+    """The lens grid over positions first_pos.. of a trace, from their residuals [n_layers + 1, pos, d_model]."""
+    ids, probs = _lens_top(parts, resid)
     return LensTop(ids=ids, probs=probs, first_pos=first_pos)
 
 
