@@ -11,11 +11,12 @@ import gc
 import logging
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from visualizer import gpu  # noqa: F401  (first: on ZeroGPU, `spaces` must be imported before CUDA starts)
+from visualizer import gpu  # (first: on ZeroGPU, `spaces` must be imported before CUDA starts)
 from visualizer.config import AppConfig, build_parser, config_from_namespace, on_space, resolve_host, resolve_port
 
 EXIT_STARTUP_ERROR = 2  # the same status argparse uses for a bad flag
@@ -118,7 +119,18 @@ def start(argv: list[str] | None, prog: str | None):
 
     demo = build_demo(session)
     launch(demo, config, prog)
+    if not gpu.ZERO_GPU:  # there GPU time is a visitor's quota, spent only inside their requests
+        threading.Thread(target=_warm_up, args=(session,), name="warm-up", daemon=True).start()
     return demo
+
+
+def _warm_up(session) -> None:
+    from visualizer.ui import warm_up
+
+    try:
+        warm_up(session)
+    except Exception:  # noqa: BLE001 - a failed warm-up costs the first visitor a forward pass, nothing more
+        logging.getLogger(__name__).warning("warming up the default prompt failed", exc_info=True)
 
 
 if __name__ == "__main__":

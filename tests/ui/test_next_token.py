@@ -90,3 +90,17 @@ def test_an_unavailable_lens_leaves_the_rest_of_the_tab():
     assert "itl-chip" in out.chips and out.topk is not None
     assert out.lens is None and out.target is None and "logit lens is unavailable" in out.lens_note
     assert moved.topk is not None and "unavailable" in moved.lens_note
+
+
+def test_warm_up_leaves_the_first_click_on_the_default_prompt_nothing_to_compute():
+    from visualizer.ui import EXAMPLES, warm_up
+
+    session = make_tiny_session("llama")
+    lens_grids = []
+    compute_lens = session._compute_lens_top
+    session._compute_lens_top = lambda *args: lens_grids.append(1) or compute_lens(*args)
+    warm_up(session)
+    passes = session.forward_passes
+    assert passes == 1 and lens_grids == [1]
+    tab.run_next_token(session, EXAMPLES[0], 5, "")  # what the page's Next-token tab asks on its first open
+    assert session.forward_passes == passes and lens_grids == [1]

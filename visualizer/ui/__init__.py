@@ -87,6 +87,14 @@ def _prompt_row(session) -> tuple[gr.Textbox, _ChatControls | None]:
     return prompt, chat
 
 
+def warm_up(session) -> None:
+    """The Next-token views of the prompt every page opens with, computed once so the first visitor's click finds
+    the trace, the lens grid and the lens at its last position cached (run by the CLI once the server listens)."""
+    from visualizer.ui.tabs.next_token import run_next_token
+
+    run_next_token(session, EXAMPLES[0], 10, "")
+
+
 def build_demo(session) -> gr.Blocks:
     from visualizer.figures.bertviz_embed import bertviz_static_paths
 
