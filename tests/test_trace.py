@@ -170,3 +170,20 @@ def test_the_lens_grid_is_computed_once_per_trace_and_only_when_asked(tiny_sessi
         thread.join()
     assert len(calls) == 1 and all(r is results[0] for r in results)
     assert tiny_session.lens_top(tiny_session.trace(PROMPT)) is results[0]
+
+
+def test_concurrent_requests_for_the_lens_at_one_position_compute_it_once(tiny_session):
+    import threading
+
+    calls = []
+    compute = tiny_session._lens_log_probs
+    tiny_session._lens_log_probs = lambda resid: calls.append(1) or compute(resid)
+    trace = tiny_session.trace(PROMPT)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(tiny_session.lens_log_probs(trace, 2)))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and all(r is results[0] for r in results)

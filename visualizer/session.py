@@ -298,10 +298,15 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         pos = whole_number(pos, "position", 0, trace.n_pos - 1)
         key = (tuple(trace.token_ids.tolist()), pos)  # a class asks the same prompt and position many times
         cached = self._lens_cache.get(key)
-        if cached is None:
-            cached = gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos], gpu_seconds=10)
-            self._lens_cache.put(key, cached, cached.numel() * cached.element_size())
-        return cached
+        if cached is not None:
+            return cached
+        return self._flights.run(("lens", key), lambda: self._lens_cache.get(key)
+                                 or self._new_lens_log_probs(key, trace.resid[:, pos]))
+
+    def _new_lens_log_probs(self, key: tuple, resid_at_pos: torch.Tensor) -> torch.Tensor:
+        log_probs = gpu.call_on_device(self.key, "_lens_log_probs", resid_at_pos, gpu_seconds=10)
+        self._lens_cache.put(key, log_probs, log_probs.numel() * log_probs.element_size())
+        return log_probs
 
     def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:
         with self.lock.shared(), torch.inference_mode():
