@@ -5,14 +5,17 @@
 
 Each repeat times, in fresh processes, `import torch, transformers, gradio`, the same with transformers'
 model-loading code, and then the app's launch to its first answer (plain HTTP), so the figures see the same
-machine load; the app runs with no hub and no package index.
+machine load; the app runs with no hub and no package index, and reads its own modules' bytecode as the floor
+reads the libraries' (see compile_sources).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,12 +45,21 @@ IMPORTS = "import torch, transformers, gradio"
 IMPORTS_WITH_LOADING = IMPORTS + ", transformers.modeling_utils"
 
 
-def import_seconds(statement: str = IMPORTS) -> float:
-    """Wall time of a fresh interpreter running `statement`: the floor for start-up. It leaves with os._exit, since
-    a normal exit then spends about a second freeing what it imported, which no start-up waits for."""
+def import_seconds(statement: str = IMPORTS) -> tuple[float, float]:
+    """(wall, CPU) seconds of a fresh interpreter running `statement`: the floor for start-up. It leaves with
+    os._exit, since a normal exit then spends about a second freeing what it imported, which no start-up waits for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", f"{statement}; import os; os._exit(0)"], cwd=ROOT, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # after the command name
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def smollm2_argument() -> str:
@@ -58,8 +70,17 @@ def smollm2_argument() -> str:
     return "smollm2"
 
 
-def time_to_first_request(model: str, timeout: float = 300) -> tuple[float, float]:
-    """(seconds until the page answers, seconds until the first next-token request returned).
+def compile_sources() -> None:
+    """The app's own modules compiled to bytecode next to them (`__pycache__`, ignored by git), as Python does on
+    a first run: pip compiled the libraries when it installed them, and a machine that sets
+    PYTHONDONTWRITEBYTECODE (this one does) would otherwise compile the app's ~90 modules at every start (0.12 s)
+    while the import floor reads the libraries' bytecode."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "visualizer", "app.py"], cwd=ROOT, check=True)
+
+
+def time_to_first_request(model: str, timeout: float = 300) -> tuple[float, float, float]:
+    """(seconds until the page answers, seconds until the first next-token request returned, CPU seconds the app
+    had used by then). CPU time is what other programs on a shared machine disturb least.
 
     The probe is plain HTTP (httpx, Gradio's REST API), not gradio_client: its Client would spend CPU of the same
     two cores on fetching and parsing the app's API description while the app starts."""
@@ -90,7 +111,7 @@ def time_to_first_request(model: str, timeout: float = 300) -> tuple[float, floa
             answer = first_answer(client, url)
             if not answer.startswith("event: complete"):
                 raise RuntimeError(f"the first next-token request failed: {answer}")
-            return page, time.perf_counter() - start
+            return page, time.perf_counter() - start, cpu_seconds(process.pid)
     finally:
         process.terminate()
         process.wait(30)
@@ -118,18 +139,22 @@ def main() -> None:
         else:
             model = args.model or (str(bundled_or_none()) if bundled_or_none() else saved_tiny_model(folder))
         print(f"model: {model}")
-        results = [(import_seconds(), import_seconds(IMPORTS_WITH_LOADING), *time_to_first_request(model))
-                   for _ in range(args.repeats)]
-    for imports, with_loading, page, first in results:
-        print(f"imports alone {imports:.2f} s (with transformers' model-loading code {with_loading:.2f} s); page up "
-              f"after {page:.2f} s, first next-token answer after {first:.2f} s (+{first - imports:.2f} s over the "
-              f"imports, +{first - with_loading:.2f} s over imports with the loading code)")
-    median = lambda values: sorted(values)[len(values) // 2]
-    print(f"median imports alone: {median([r[0] for r in results]):.2f} s, with the loading code "
-          f"{median([r[1] for r in results]):.2f} s; median first answer: {median([r[3] for r in results]):.2f} s; "
-          f"median launch cost over the imports: {median([r[3] - r[0] for r in results]):.2f} s, over the imports "
-          f"with the loading code: {median([r[3] - r[1] for r in results]):.2f} s")
-
+        compile_sources()
+        runs = [(*import_seconds(), *import_seconds(IMPORTS_WITH_LOADING), *time_to_first_request(model))
+                for _ in range(args.repeats)]
+    for imports, imports_cpu, loading, loading_cpu, page, first, first_cpu in runs:
+        print(f"imports alone {imports:.2f} s (with transformers' model-loading code {loading:.2f} s); page up after "
+              f"{page:.2f} s, first next-token answer after {first:.2f} s (+{first - imports:.2f} s over the imports, "
+              f"+{first - loading:.2f} s over imports with the loading code); CPU: imports {imports_cpu:.2f} s, "
+              f"with the loading code {loading_cpu:.2f} s, app to its first answer {first_cpu:.2f} s")
+    column = lambda i: [run[i] for run in runs]
+    over = lambda i, j: statistics.median(a - b for a, b in zip(column(i), column(j), strict=True))
+    print(f"median imports alone: {statistics.median(column(0)):.2f} s, with the loading code "
+          f"{statistics.median(column(2)):.2f} s; median first answer: {statistics.median(column(5)):.2f} s; median "
+          f"launch cost over the imports: {over(5, 0):.2f} s, over the imports with the loading code: "
+          f"{over(5, 2):.2f} s")
+    print(f"CPU time, medians: the app to its first answer {statistics.median(column(6)):.2f} s = imports alone "
+          f"+{over(6, 1):.2f} s = imports with the loading code +{over(6, 3):.2f} s")
 
 if __name__ == "__main__":
     main()
