@@ -60,6 +60,9 @@ class ModelBackend(Protocol):
     def layer_patterns(self, trace: Trace, layer: int) -> torch.Tensor:
         """[head, query_pos, key_pos] attention weights of one layer."""
 
+    def warm_up(self, prompt: str) -> None:
+        """Compute ahead what the Next-token tab's first view of `prompt` needs (its trace and lens)."""
+
     def lens_top(self, trace: Trace) -> LensTop:
         """The logit lens's top-1 at every layer over the trace's last positions (computed on first request)."""
 

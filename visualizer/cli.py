@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from visualizer import gpu  # (first: on ZeroGPU, `spaces` must be imported before CUDA starts)
-from visualizer.config import AppConfig, build_parser, config_from_namespace, on_space, resolve_host, resolve_port
+from visualizer.config import (
+    DEFAULT_PROMPT,
+    AppConfig,
+    build_parser,
+    config_from_namespace,
+    on_space,
+    resolve_host,
+    resolve_port,
+)
 
 EXIT_STARTUP_ERROR = 2  # the same status argparse uses for a bad flag
 DEBUG_HINT = "--debug shows the traceback"
@@ -115,20 +123,20 @@ def start(argv: list[str] | None, prog: str | None):
     # pyplot to find the default one, and the first visitor waited 0.25 s for it. This app draws no matplotlib.
     os.environ.setdefault("MPLBACKEND", "agg")
     session = load(config, prog)
+    if not gpu.ZERO_GPU:  # there GPU time is a visitor's quota, spent only inside their requests
+        # the page's opening prompt, computed while gradio is imported and the page is built (its tensor work
+        # overlaps that Python work); the first visitor's Next-token view then finds it cached
+        threading.Thread(target=_warm_up, args=(session,), name="warm-up", daemon=True).start()
     from visualizer.ui import build_demo
 
     demo = build_demo(session)
     launch(demo, config, prog)
-    if not gpu.ZERO_GPU:  # there GPU time is a visitor's quota, spent only inside their requests
-        threading.Thread(target=_warm_up, args=(session,), name="warm-up", daemon=True).start()
     return demo
 
 
 def _warm_up(session) -> None:
-    from visualizer.ui import warm_up
-
     try:
-        warm_up(session)
+        session.warm_up(DEFAULT_PROMPT)
     except Exception:  # noqa: BLE001 - a failed warm-up costs the first visitor a forward pass, nothing more
         logging.getLogger(__name__).warning("warming up the default prompt failed", exc_info=True)
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 PHI3_MINI = "microsoft/Phi-3-mini-4k-instruct"
+DEFAULT_PROMPT = "The capital of France is"  # the book's prompt: what the page opens with
 MANIFEST = Path(__file__).resolve().parent.parent / "spaces.yaml"  # the repository's; absent when installed
 
 MiB = 1024**2

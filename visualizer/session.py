@@ -270,6 +270,14 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
                     pass
         return kept[0]
 
+    def warm_up(self, prompt: str) -> None:
+        """What the Next-token tab's first view of `prompt` needs, computed ahead: its trace, its lens grid and
+        the lens at its last position (the CLI does this for the page's opening prompt while it starts)."""
+        trace = self.trace(prompt)
+        if not trace.lens_unavailable:
+            self.lens_top(trace)
+            self.lens_log_probs(trace, trace.n_pos - 1)
+
     def lens_top(self, trace: Trace) -> LensTop:
         """The logit lens's top-1 grid over the trace's last positions: computed when a view first asks (it costs
         n_layers + 1 LM-head passes per position, more than the forward pass itself on a large vocabulary), then

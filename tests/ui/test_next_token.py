@@ -93,13 +93,15 @@ def test_an_unavailable_lens_leaves_the_rest_of_the_tab():
 
 
 def test_warm_up_leaves_the_first_click_on_the_default_prompt_nothing_to_compute():
-    from visualizer.ui import EXAMPLES, warm_up
+    from visualizer.config import DEFAULT_PROMPT
+    from visualizer.ui import EXAMPLES
 
+    assert EXAMPLES[0] == DEFAULT_PROMPT  # what the page opens with
     session = make_tiny_session("llama")
     lens_grids = []
     compute_lens = session._compute_lens_top
     session._compute_lens_top = lambda *args: lens_grids.append(1) or compute_lens(*args)
-    warm_up(session)
+    session.warm_up(DEFAULT_PROMPT)
     passes = session.forward_passes
     assert passes == 1 and lens_grids == [1]
     tab.run_next_token(session, EXAMPLES[0], 5, "")  # what the page's Next-token tab asks on its first open

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from visualizer.config import DEFAULT_PROMPT
 from visualizer.tokens import chat_unwrap, chat_wrap, has_chat_template
 from visualizer.ui import gradio_overheads
 from visualizer.ui.common import TabSync, unchanged, wire
@@ -21,7 +22,7 @@ from visualizer.ui.tabs import TABS
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 EXAMPLES = [
-    "The capital of France is",
+    DEFAULT_PROMPT,
     "Write an email apologizing to Sarah for the tragic gardening mishap.",
     "Paris is the capital of",
     "Monday, Tuesday, Wednesday,",
@@ -85,14 +86,6 @@ def _prompt_row(session) -> tuple[gr.Textbox, _ChatControls | None]:
         chat.events.append(wire(button.click, fn, session, [prompt], ChatOutputs, components,
                                 api_visibility="private"))
     return prompt, chat
-
-
-def warm_up(session) -> None:
-    """The Next-token views of the prompt every page opens with, computed once so the first visitor's click finds
-    the trace, the lens grid and the lens at its last position cached (run by the CLI once the server listens)."""
-    from visualizer.ui.tabs.next_token import run_next_token
-
-    run_next_token(session, EXAMPLES[0], 10, "")
 
 
 def build_demo(session) -> gr.Blocks:
