@@ -187,3 +187,19 @@ def test_concurrent_requests_for_the_lens_at_one_position_compute_it_once(tiny_s
     for thread in threads:
         thread.join()
     assert len(calls) == 1 and all(r is results[0] for r in results)
+
+
+def test_a_lens_finished_by_another_request_between_the_checks_is_returned_as_is(tiny_session):
+    """The cache is read before and again inside the single flight; a tensor found the second time is returned
+    (a truth test on it would raise for a multi-element tensor)."""
+    trace = tiny_session.trace(PROMPT)
+    expected = tiny_session.lens_log_probs(trace, 1)
+    cache = tiny_session._lens_cache
+    real_get, reads = cache.get, []
+
+    def get(key):
+        reads.append(key)
+        return None if len(reads) == 1 else real_get(key)  # missed at first, there by the second look
+
+    cache.get = get
+    assert tiny_session.lens_log_probs(trace, 1) is expected and len(reads) == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,18 +283,13 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         n_layers + 1 LM-head passes per position, more than the forward pass itself on a large vocabulary), then
         kept with the trace's other derived views."""
         trace.check_lens()
-        key = (tuple(trace.token_ids.tolist()), "top")
-        cached = self._lens_cache.get(key)
-        if cached is not None:
-            return cached
-        return self._flights.run(("lens", key), lambda: self._lens_cache.get(key) or self._new_lens_top(key, trace))
+        return self._lens_once((tuple(trace.token_ids.tolist()), "top"), lambda lens: lens.nbytes,
+                               lambda: self._new_lens_top(trace))
 
-    def _new_lens_top(self, key: tuple, trace: Trace) -> LensTop:
+    def _new_lens_top(self, trace: Trace) -> LensTop:
         first = lens_first_pos(trace.n_pos, self.trace_options.lens_positions)
         window = trace.resid[:, first:].clone()  # only the grid's positions travel (to a ZeroGPU worker: pickled)
-        lens = gpu.call_on_device(self.key, "_compute_lens_top", window, first, gpu_seconds=10)
-        self._lens_cache.put(key, lens, lens.nbytes)
-        return lens
+        return gpu.call_on_device(self.key, "_compute_lens_top", window, first, gpu_seconds=10)
 
     def _compute_lens_top(self, resid: torch.Tensor, first_pos: int) -> LensTop:
         with self.lock.shared(), released_on_oom(self.device):
@@ -305,16 +300,25 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         trace.check_lens()
         pos = whole_number(pos, "position", 0, trace.n_pos - 1)
         key = (tuple(trace.token_ids.tolist()), pos)  # a class asks the same prompt and position many times
+        return self._lens_once(key, lambda log_probs: log_probs.numel() * log_probs.element_size(),
+                               lambda: gpu.call_on_device(self.key, "_lens_log_probs", trace.resid[:, pos],
+                                                          gpu_seconds=10))
+
+    def _lens_once(self, key: tuple, size: Callable[[Any], int], compute: Callable[[], Any]) -> Any:
+        """The lens cache's entry for `key`, computed once however many requests ask at the same time."""
         cached = self._lens_cache.get(key)
         if cached is not None:
             return cached
-        return self._flights.run(("lens", key), lambda: self._lens_cache.get(key)
-                                 or self._new_lens_log_probs(key, trace.resid[:, pos]))
 
-    def _new_lens_log_probs(self, key: tuple, resid_at_pos: torch.Tensor) -> torch.Tensor:
-        log_probs = gpu.call_on_device(self.key, "_lens_log_probs", resid_at_pos, gpu_seconds=10)
-        self._lens_cache.put(key, log_probs, log_probs.numel() * log_probs.element_size())
-        return log_probs
+        def work() -> Any:
+            finished = self._lens_cache.get(key)  # another flight for this key may have ended since the check
+            if finished is not None:
+                return finished
+            value = compute()
+            self._lens_cache.put(key, value, size(value))
+            return value
+
+        return self._flights.run(("lens", key), work)
 
     def _lens_log_probs(self, resid_at_pos: torch.Tensor) -> torch.Tensor:
         with self.lock.shared(), torch.inference_mode():

@@ -208,7 +208,7 @@ def top_k_rows(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return top.values, top.indices
 
 
-def lens_first_pos(n_pos: int, positions: int = 64) -> int:
+def lens_first_pos(n_pos: int, positions: int) -> int:
     """The first position the lens grid covers: it shows the last `positions` of the prompt."""
     return max(0, n_pos - positions)
 
