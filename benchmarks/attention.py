@@ -37,7 +37,7 @@ def _measure(mode: str, n_pos: int, n_layers: int) -> dict:
     if mode == "ours":
         trace = session.trace(ids.tolist())
         session.layer_patterns(trace, 0)  # open one head's layer, as the page does
-        stored = trace.attention_patterns is not None
+        stored = trace.kept_patterns is not None
     elif mode == "bare":  # eager attention computes every weight, returns none
         with torch.inference_mode():
             model(ids[None], use_cache=False)

@@ -149,7 +149,7 @@ def check_traces(session, plan: Plan, device: torch.device, vocab: int, table: T
         pattern, seconds, _ = measured(device, lambda trace=trace, layer=layer: session.layer_patterns(trace, layer))
         rows = pattern.float().sum(-1)
         ok = tuple(pattern.shape[1:]) == (n, n) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-2))
-        kept = "kept" if trace.attention_patterns is not None else "recomputed"
+        kept = "kept" if trace.kept_patterns is not None else "recomputed"
         table.add(f"  open layer {layer} ({kept})", f"{seconds:.2f} s", ok, "rows sum to 1")
         lens, seconds, _ = measured(device, lambda trace=trace, n=n: session.lens_log_probs(trace, n - 1))
         table.add("  lens at the last position", f"{seconds:.3f} s", bool(torch.isfinite(lens).all()), "finite")

@@ -3,6 +3,7 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,7 +56,11 @@ def test_patterns_over_budget_are_recomputed_per_layer_and_exact():
     session = make_tiny_session("qwen2", attention_store_bytes=0)
     trace = session.trace(PROMPTS[0])
     assert trace.attention_patterns is None and trace.notes
+    assert full.computed_metrics is None  # kept patterns: summarised when a view first asks (a CPU model)
+    assert trace.computed_metrics is not None  # none kept: summarised layer by layer in the forward pass
     assert set(trace.attention_metrics) == set(full.attention_metrics)
+    for name, values in full.attention_metrics.items():
+        np.testing.assert_allclose(trace.attention_metrics[name], values, rtol=1e-6, atol=1e-7, err_msg=name)
     for layer in range(trace.n_layers):
         torch.testing.assert_close(session.layer_patterns(trace, layer), full.attention_patterns[layer])
     assert session.forward_passes == 1 + trace.n_layers

@@ -131,6 +131,19 @@ def test_top_k_rows_equals_torch_topk_also_with_rows_of_few_finite_values():
         assert int(got_ids.max()) < values.shape[-1]
 
 
+def test_row_argmax_equals_torch_argmax_with_ties_and_any_width():
+    from visualizer.trace import row_argmax
+
+    generator = torch.Generator().manual_seed(0)
+    for width in (3, 255, 256, 3072, 3100, 49152):
+        values = torch.randn(9, width, generator=generator)
+        values[1] = 0.0  # all tied: the first index
+        values[2, width // 3] = values[2, -1] = 50.0  # two maxima in different blocks
+        values[3, :] = float("-inf")
+        values[3, width // 2] = 1.0
+        assert torch.equal(row_argmax(values), values.argmax(-1)), width
+
+
 def test_lens_of_every_layer_equals_that_layer_read_out_on_its_own(traced):
     """The lens runs all layers' rows through the head in chunks; each row must be what one layer alone gives."""
     from visualizer import trace as trace_module

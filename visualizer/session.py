@@ -68,7 +68,8 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         store = 0 if gpu.ZERO_GPU else self.config.limits.attention_store_bytes
         self.trace_options = TraceOptions(
             top_k=self.config.limits.max_top_k, attention_store_bytes=store,
-            lens_unavailable=self.checks.lens.message, attention_unavailable=self.checks.attention.message)
+            lens_unavailable=self.checks.lens.message, attention_unavailable=self.checks.attention.message,
+            metrics_when_asked=self.device.type == "cpu")
         for check in (self.checks.lens, self.checks.attention, self.checks.resid):
             if check.message:
                 log.warning(check.message)
@@ -247,8 +248,8 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         """[head, query_pos, key_pos] of one layer: from the trace, or one recomputation if it was too big."""
         trace.check_attention()
         layer = whole_number(layer, "layer", 0, trace.n_layers - 1)
-        if trace.attention_patterns is not None:
-            return trace.attention_patterns[layer]
+        if trace.kept_patterns is not None:
+            return trace.kept_patterns[layer]
         return gpu.call_on_device(self.key, "_recompute_layer", trace.token_ids, layer,
                                   gpu_seconds=10 + trace.n_pos / 50)
 
@@ -288,8 +289,11 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
 
     def _new_lens_top(self, trace: Trace) -> LensTop:
         first = lens_first_pos(trace.n_pos, self.trace_options.lens_positions)
-        window = trace.resid[:, first:].clone()  # only the grid's positions travel (to a ZeroGPU worker: pickled)
-        return gpu.call_on_device(self.key, "_compute_lens_top", window, first, gpu_seconds=10)
+        # Only the grid's positions travel (to a ZeroGPU worker: pickled), and not the last layer's: its lens is the
+        # model's own output, which the trace has (on the bundled model that row was a fifth of the lens's work).
+        window = trace.resid[:-1, first:].clone()
+        below = gpu.call_on_device(self.key, "_compute_lens_top", window, first, gpu_seconds=10)
+        return below.with_output_row(trace.topk_ids[first:, 0], trace.topk_probs[first:, 0])
 
     def _compute_lens_top(self, resid: torch.Tensor, first_pos: int) -> LensTop:
         with self.lock.shared(), released_on_oom(self.device):

@@ -21,7 +21,7 @@ from visualizer.capture import ActivationCapture
 from visualizer.device import input_device, module_device
 from visualizer.dims import ModelDims
 from visualizer.model_parts import ModelParts
-from visualizer.tokens import visible_token
+from visualizer.tokens import decoded, visible_token
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class TraceOptions:
     lens_positions: int = 64  # the lens grid covers the last this-many positions (a wider grid is unreadable)
     lens_unavailable: str | None = None  # the self-check's message when the lens cannot reproduce the logits
     attention_unavailable: str | None = None  # ... when the hooks cannot read the attention patterns
+    # Per-head metrics of kept patterns wait until a view asks (the Attention tab's grid): on a CPU they cost as
+    # much as the attention itself, and the Next-token tab never shows them. On an accelerator they are nearly
+    # free inside the forward pass, and patterns over the budget are not kept: computed as each layer runs.
+    metrics_when_asked: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +55,10 @@ class Trace:
     actual_next_ranks: np.ndarray  # [pos - 1] its rank (0 = top-1)
     last_logits: torch.Tensor  # [d_vocab] float32, for the sampling lab
     resid: torch.Tensor  # [n_layers + 1, pos, d_model] residual stream, CPU
-    attention_metrics: dict[str, np.ndarray]  # name -> [layer, head] float32
-    attention_patterns: torch.Tensor | None  # [layer, head, query_pos, key_pos], None if over budget
+    computed_metrics: dict[str, np.ndarray] | None  # name -> [layer, head] float32; None: not computed yet
+    # each layer's [head, query_pos, key_pos] as its attention returned it (not stacked: 17 MB copied at 512 tokens
+    # on the bundled model for views that read one layer), None if over budget
+    kept_patterns: tuple[torch.Tensor, ...] | None
     notes: tuple[str, ...] = field(default=())
     lens_unavailable: str | None = None  # why the logit lens is not shown for this model
     attention_unavailable: str | None = None  # why attention is not shown for this model
@@ -92,6 +98,18 @@ class Trace:
     def token_labels(self) -> list[str]:
         return [visible_token(t) for t in self.token_texts]
 
+    @property
+    def attention_metrics(self) -> dict[str, np.ndarray]:
+        """name -> [layer, head] float32 summary of every head (empty when attention is unavailable)."""
+        if self.computed_metrics is None:  # two threads may both compute it: the same values, set once each
+            object.__setattr__(self, "computed_metrics", stacked_metrics(list(self.kept_patterns)))
+        return self.computed_metrics
+
+    @property
+    def attention_patterns(self) -> torch.Tensor | None:
+        """[layer, head, query_pos, key_pos] of every layer (a new stacked copy), None if over budget."""
+        return None if self.kept_patterns is None else torch.stack(self.kept_patterns)
+
     def check_lens(self) -> None:
         """Raise the self-check's message when this model's logit lens cannot be trusted."""
         if self.lens_unavailable:
@@ -104,10 +122,9 @@ class Trace:
     @property
     def nbytes(self) -> int:
         arrays = [self.token_ids, self.topk_ids, self.topk_probs, self.entropy, self.actual_next_probs,
-                  self.actual_next_ranks, *self.attention_metrics.values()]
+                  self.actual_next_ranks, *(self.computed_metrics or {}).values()]
         tensors = [self.last_logits, self.resid]
-        if self.attention_patterns is not None:
-            tensors.append(self.attention_patterns)
+        tensors.extend(self.kept_patterns or ())
         return (sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in tensors)
                 + 64 * self.n_pos)
 
@@ -123,6 +140,12 @@ class LensTop:
     @property
     def nbytes(self) -> int:
         return self.ids.nbytes + self.probs.nbytes
+
+    def with_output_row(self, ids: np.ndarray, probs: np.ndarray) -> LensTop:
+        """These rows and, below them, the model's own top-1 over the same positions (the last layer's lens is the
+        model's output: the trace has it already)."""
+        return LensTop(ids=np.vstack([self.ids, ids[None].astype(self.ids.dtype)]),
+                       probs=np.vstack([self.probs, probs[None].astype(self.probs.dtype)]), first_pos=self.first_pos)
 
 
 def pattern_bytes(n_layers: int, n_heads: int, n_pos: int, element_size: int) -> int:
@@ -144,13 +167,14 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
     keep = storage_dtype(parts.lm_head.weight.dtype)
     all_pattern_bytes = pattern_bytes(dims.n_layers, dims.n_heads, n_pos, keep.itemsize)
     store_patterns = options.attention_unavailable is None and all_pattern_bytes <= options.attention_store_bytes
-    metrics: dict[str, list[torch.Tensor]] = {}
+    metrics_now = not (store_patterns and options.metrics_when_asked)
+    metrics: list[dict[str, torch.Tensor]] = []
     patterns: list[torch.Tensor] = []
 
     def on_attention(layer: int, weights: torch.Tensor) -> None:
         layer_pattern = weights[0]  # [head, query_pos, key_pos]
-        for name, values in head_metrics(layer_pattern).items():
-            metrics.setdefault(name, []).append(values.float().cpu())
+        if metrics_now:
+            metrics.append(head_metrics(layer_pattern))
         if store_patterns:
             patterns.append(layer_pattern.to(keep).cpu())
 
@@ -162,7 +186,7 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
     log_probs = torch.log_softmax(logits, -1)  # [pos, d_vocab]
     k = min(options.top_k, logits.shape[-1])
     top_log_probs, top_ids = top_k_rows(log_probs, k)  # [pos, k]
-    entropy = -(log_probs.exp() * log_probs).sum(-1)  # [pos]
+    entropy = -(torch.softmax(logits, -1) * log_probs).sum(-1)  # [pos]; CPU softmax is vectorised, exp is not
     next_ids = ids[0, 1:].to(logits.device)  # [pos - 1]
     next_log_probs = log_probs[:-1].gather(-1, next_ids[:, None])[:, 0]  # [pos - 1]
     next_ranks = (log_probs[:-1] > next_log_probs[:, None]).sum(-1)  # [pos - 1]
@@ -176,7 +200,7 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
         text=text,
         token_ids=token_ids,
         token_strs=list(tokenizer.convert_ids_to_tokens(token_ids.tolist())),
-        token_texts=[tokenizer.decode([int(i)]) for i in token_ids],
+        token_texts=[decoded(tokenizer, i) for i in token_ids.tolist()],
         special=[int(i) in special_ids for i in token_ids],
         dims=dims, d_vocab=logits.shape[-1],
         topk_ids=top_ids.cpu().numpy(),
@@ -186,12 +210,22 @@ def build_trace(model: nn.Module, parts: ModelParts, capture: ActivationCapture,
         actual_next_ranks=next_ranks.cpu().numpy(),
         last_logits=logits[-1].cpu().clone(),
         resid=resid.cpu(),  # model dtype: fp16 could overflow on outlier activations
-        attention_metrics={name: torch.stack(values).numpy() for name, values in metrics.items()},
-        attention_patterns=torch.stack(patterns) if store_patterns else None,
+        computed_metrics=_stack(metrics) if metrics_now else None,
+        kept_patterns=tuple(patterns) if store_patterns else None,
         notes=notes,
         lens_unavailable=options.lens_unavailable,
         attention_unavailable=options.attention_unavailable,
     )
+
+
+def stacked_metrics(layer_patterns: list[torch.Tensor]) -> dict[str, np.ndarray]:
+    """name -> [layer, head] float32 of every layer's [head, query_pos, key_pos] pattern."""
+    return _stack([head_metrics(pattern) for pattern in layer_patterns])
+
+
+def _stack(per_layer: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+    names = per_layer[0] if per_layer else {}
+    return {name: torch.stack([m[name].float().cpu() for m in per_layer]).numpy() for name in names}
 
 
 def top_k_rows(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,28 +249,45 @@ def lens_first_pos(n_pos: int, positions: int) -> int:
 
 @torch.inference_mode()
 def build_lens_top(parts: ModelParts, resid: torch.Tensor, first_pos: int = 0) -> LensTop:
-    """The lens grid over positions first_pos.. of a trace, from their residuals [n_layers + 1, pos, d_model]."""
+    """The lens's top-1 over positions first_pos.. of a trace, from their residuals [rows, pos, d_model]."""
     ids, probs = _lens_top(parts, resid)
     return LensTop(ids=ids, probs=probs, first_pos=first_pos)
 
 
 # The lens reads every layer's residual through the LM head. Rows of all layers go through it together, in
-# chunks whose [rows, d_vocab] float32 logits stay under this size: one pass over the head's weights per chunk
-# instead of one per layer (on a 49,152-token vocabulary that read, not the arithmetic, was the lens's cost).
+# chunks whose [rows, d_vocab] float32 logits and probabilities stay under this size: one pass over the head's
+# weights per chunk instead of one per layer (on a 49,152-token vocabulary that read, not the arithmetic, was
+# the lens's cost).
 LENS_CHUNK_BYTES = 64 * 2**20
 
 
 def _lens_top(parts: ModelParts, resid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 id and probability of the logit lens at every layer and the given positions: [n_layers + 1, pos]."""
+    """Top-1 id and probability of the logit lens at every given layer and position: [rows, pos]."""
     device = module_device(parts.lm_head)
     n_rows, n_pos, d_model = resid.shape
     flat = resid.reshape(n_rows * n_pos, d_model)  # layer-major rows: [layer * pos, d_model]
-    chunk = max(1, LENS_CHUNK_BYTES // (4 * parts.dims.d_vocab))
+    chunk = max(1, LENS_CHUNK_BYTES // (8 * parts.dims.d_vocab))
     ids, probs = [], []
     for start in range(0, len(flat), chunk):
-        logits = parts.unembed(flat[start:start + chunk].to(device)).float()  # [rows, d_vocab], ours to overwrite
-        top = logits.max(-1)
-        # p(top-1) = exp(max - logsumexp) = 1 / sum(exp(logits - max)), computed in place: no second buffer
-        probs.append(logits.sub_(top.values[:, None]).exp_().sum(-1).reciprocal_().cpu())
-        ids.append(top.indices.cpu())
+        logits = parts.unembed(flat[start:start + chunk].to(device)).float()  # [rows, d_vocab]
+        ids.append(row_argmax(logits).cpu())
+        probs.append(torch.softmax(logits, -1).amax(-1).cpu())
     return (torch.cat(ids).reshape(n_rows, n_pos).numpy(), torch.cat(probs).reshape(n_rows, n_pos).numpy())
+
+
+_ARGMAX_BLOCK = 64
+
+
+def row_argmax(values: torch.Tensor) -> torch.Tensor:
+    """`values.argmax(-1)` of a [rows, n] tensor, the first maximum of each row. On the CPU torch's argmax (and
+    max with indices) is a scalar loop, 4-8x slower than its vectorised amax: take the best of n / 64 block
+    maxima, then the best inside that block; the first block holding the maximum holds its first occurrence."""
+    if values.device.type != "cpu" or values.shape[-1] < 4 * _ARGMAX_BLOCK:
+        return values.argmax(-1)
+    n_rows, n = values.shape
+    short = -n % _ARGMAX_BLOCK
+    padded = torch.nn.functional.pad(values, (0, short), value=float("-inf")) if short else values
+    blocks = padded.view(n_rows, -1, _ARGMAX_BLOCK)  # [rows, block, 64]
+    best_block = blocks.amax(-1).argmax(-1)  # [rows]
+    within = blocks[torch.arange(n_rows), best_block].argmax(-1)  # [rows]
+    return best_block * _ARGMAX_BLOCK + within
