@@ -1,8 +1,10 @@
 """Time of the full next-token analysis against a bare forward pass with hidden states, same prompt.
 
-The analysis is one forward pass plus the top-k, the logit lens at every layer, the token chips and the
-figures serialised as gr.Plot sends them (`to_json()`); the bare pass returns hidden states and attentions, as
-the trace needs. The ratio says what the views cost on top of the model itself.
+The analysis is what the Next-token tab computes for a new prompt, by its own view function: one forward pass
+(the trace), the token chips with their hover lines, the shapes, the top-k, the logit-lens grid and the lens at
+the last position, figures serialised as gr.Plot sends them (`to_json()`). The bare pass returns hidden states
+and attentions, as the trace needs. Per-token texts stay decoded across prompts (a vocabulary is finite).
+The ratio says what the views cost on top of the model itself.
 
     python -m benchmarks.next_token                 # the bundled model (or a random Phi-3-shaped one)
 """
@@ -35,20 +37,13 @@ def _session():
 
 
 def full_analysis(session, ids: list[int]) -> None:
-    from visualizer.analysis.logit_lens import lens_grid, target_trajectory
-    from visualizer.analysis.next_token import tokenization, top_k
-    from visualizer.figures.logit_lens import lens_grid_figure, target_figure
-    from visualizer.figures.next_token import shapes_markdown, token_chips_html, top_k_figure
+    """What the Next-token tab computes for a new prompt (its own view function), figures serialised as gr.Plot
+    sends them."""
+    from visualizer.ui.tabs.next_token import _views
 
     session.clear_cache()  # time a fresh prompt, not a cache hit
-    trace = session.trace(ids)
-    tok = tokenization(trace)
-    token_chips_html(tok), shapes_markdown(tok)
-    pos = trace.n_pos - 1
-    figures = [top_k_figure(top_k(trace, session.tokenizer, -1, 10)),
-               lens_grid_figure(lens_grid(trace, session.tokenizer, session.lens_top(trace))),
-               target_figure(target_trajectory(trace, session.tokenizer, session.lens_log_probs(trace, pos), pos))]
-    for figure in figures:
+    views = _views(session, ids, 10, -1, None)
+    for figure in (views.topk, views.lens, views.target):
         figure.to_json()  # what gr.Plot.postprocess does with it
 
 

@@ -11,6 +11,7 @@ from typing import Any
 CHARS_PER_TOKEN_BOUND = 64  # no tokenizer here yields fewer than one token per 64 characters
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure, and the views label the same few thousand tokens all day
 def visible_token(text: str) -> str:
     """Token text with whitespace and control characters made visible ('␣', '↵', '⇥', '\\x00').
 
@@ -30,6 +31,31 @@ def visible_token(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out) or "∅"
+
+
+def decoded(tokenizer: Any, token_id: int) -> str:
+    """`tokenizer.decode([token_id])`, remembered per tokenizer: a vocabulary is finite, and every prompt's views
+    decode the same tokens again (at 512 tokens, decoding them one by one was a fifth of the trace's bookkeeping)."""
+    token_id = int(token_id)
+    cache = _decoded_cache(tokenizer)
+    text = cache.get(token_id)
+    if text is None:
+        text = cache[token_id] = tokenizer.decode([token_id])
+    return text
+
+
+def decoded_label(tokenizer: Any, token_id: int) -> str:
+    """A token decoded on its own, whitespace made visible."""
+    return visible_token(decoded(tokenizer, token_id))
+
+
+def _decoded_cache(tokenizer: Any) -> dict[int, str]:
+    # kept on the tokenizer itself (its __dict__, past transformers' attribute hooks): it lives and dies with it
+    attributes = vars(tokenizer)
+    cache = attributes.get("_itl_decoded")
+    if cache is None:
+        cache = attributes.setdefault("_itl_decoded", {})
+    return cache
 
 
 def token_text(tokenizer: Any, token_id: int) -> str:

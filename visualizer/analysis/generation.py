@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visualizer.tokens import visible_token
+from visualizer.tokens import decoded_label
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Step:
 
 def _candidates(tokenizer, probs: torch.Tensor, k: int) -> list[Candidate]:
     top = probs.topk(min(k, probs.shape[-1]))
-    return [Candidate(int(i), visible_token(tokenizer.decode([int(i)])), float(p))
+    return [Candidate(int(i), decoded_label(tokenizer, i), float(p))
             for p, i in zip(top.values, top.indices, strict=True)]
 
 
@@ -53,6 +53,6 @@ def greedy_steps(model: nn.Module, tokenizer, input_ids: torch.Tensor, n_steps: 
         probs = log_probs.exp()
         forced = index == 0 and first_token is not None
         chosen = int(first_token) if forced else int(log_probs.argmax())
-        yield Step(index, chosen, visible_token(tokenizer.decode([chosen])), float(probs[chosen]),
+        yield Step(index, chosen, decoded_label(tokenizer, chosen), float(probs[chosen]),
                    float(-(probs * log_probs).sum()), _candidates(tokenizer, probs, k), forced)
         step_ids = torch.tensor([[chosen]], device=device)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from visualizer.tokens import visible_token
+from visualizer.tokens import decoded_label
 from visualizer.trace import LensTop, Trace
 
 
@@ -40,7 +40,7 @@ def row_labels(n_layers: int) -> list[str]:
 def lens_grid(trace: Trace, tokenizer, lens: LensTop) -> LensGrid:
     """The lens's top-1 token and its probability at every layer and position. lens: `session.lens_top(trace)`."""
     trace.check_lens()
-    vocab_labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(lens.ids)}
+    vocab_labels = {int(i): decoded_label(tokenizer, i) for i in np.unique(lens.ids)}
     top_labels = [[vocab_labels[int(i)] for i in row] for row in lens.ids]
     columns = trace.token_labels()[lens.first_pos:]  # the grid covers the last positions only
     return LensGrid(row_labels(trace.n_layers), columns, top_labels, lens.probs, lens.first_pos)
@@ -59,7 +59,7 @@ def target_trajectory(trace: Trace, tokenizer, lens_log_probs: torch.Tensor, pos
         raise ValueError(f"target token id must be from 0 to {lens_log_probs.shape[-1] - 1}, got {target_id}")
     target = lens_log_probs[:, target_id]  # [layer]
     ranks = (lens_log_probs > target[:, None]).sum(-1)  # [layer]
-    return TargetTrajectory(pos, target_id, visible_token(tokenizer.decode([target_id])),
+    return TargetTrajectory(pos, target_id, decoded_label(tokenizer, target_id),
                             row_labels(trace.n_layers), target.exp().numpy(), ranks.numpy())
 
 

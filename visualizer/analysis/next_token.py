@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from visualizer.tokens import visible_token
+from visualizer.tokens import decoded_label, visible_token
 from visualizer.trace import Trace
 from visualizer.validation import whole_number
 
@@ -46,14 +46,14 @@ class TopK:
 
 
 def tokenization(trace: Trace) -> Tokenization:
-    chips = []
-    for pos, (token_id, piece, text, special) in enumerate(
-            zip(trace.token_ids, trace.token_strs, trace.token_texts, trace.special, strict=True)):
-        prob = float(trace.actual_next_probs[pos - 1]) if pos > 0 else None
-        rank = int(trace.actual_next_ranks[pos - 1]) if pos > 0 else None
-        chips.append(TokenChip(pos, int(token_id), piece, visible_token(text), special, prob, rank))
-    ids = ", ".join(str(int(i)) for i in trace.token_ids)
-    return Tokenization(chips, f"tensor([[{ids}]])", trace.n_pos, trace.hidden_shape, trace.logits_shape)
+    ids = trace.token_ids.tolist()  # Python numbers: numpy scalars cost ~1 us per element operation
+    probs = [None, *trace.actual_next_probs.tolist()]
+    ranks = [None, *trace.actual_next_ranks.tolist()]
+    chips = [TokenChip(pos, token_id, piece, visible_token(text), special, prob, rank)
+             for pos, (token_id, piece, text, special, prob, rank) in enumerate(
+                 zip(ids, trace.token_strs, trace.token_texts, trace.special, probs, ranks, strict=True))]
+    return Tokenization(chips, f"tensor([[{', '.join(map(str, ids))}]])", trace.n_pos, trace.hidden_shape,
+                        trace.logits_shape)
 
 
 def check_position(trace: Trace, pos) -> int:
@@ -67,7 +67,7 @@ def top_k(trace: Trace, tokenizer, pos: int = -1, k: int = 10) -> TopK:
     pos = check_position(trace, pos)
     k = whole_number(k, "k", 1, trace.topk_ids.shape[1])
     ids = [int(i) for i in trace.topk_ids[pos, :k]]
-    labels = [visible_token(tokenizer.decode([i])) for i in ids]
+    labels = [decoded_label(tokenizer, i) for i in ids]
     return TopK(pos, visible_token(trace.token_texts[pos]), ids, labels, trace.topk_probs[pos, :k],
                 float(trace.entropy[pos]))
 
@@ -77,6 +77,6 @@ def top_next_summaries(trace: Trace, tokenizer, k: int = 5) -> list[str]:
     distinct token is decoded once."""
     k = min(k, trace.topk_ids.shape[1])
     ids = trace.topk_ids[:, :k]  # [pos, k]
-    labels = {int(i): visible_token(tokenizer.decode([int(i)])) for i in np.unique(ids)}
-    return [", ".join(f"{labels[int(i)]} {float(p):.2f}" for i, p in zip(row_ids, row_probs, strict=True))
-            for row_ids, row_probs in zip(ids, trace.topk_probs[:, :k], strict=True)]
+    labels = {i: decoded_label(tokenizer, i) for i in np.unique(ids).tolist()}
+    return [", ".join(f"{labels[i]} {p:.2f}" for i, p in zip(row_ids, row_probs, strict=True))
+            for row_ids, row_probs in zip(ids.tolist(), trace.topk_probs[:, :k].tolist(), strict=True)]

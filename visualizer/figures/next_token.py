@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import numpy as np
 
@@ -15,7 +16,7 @@ def _chip_colour(prob: float | None) -> str:
     """Green = the model expected this token, red = it was surprised (probability on a log scale)."""
     if prob is None:
         return "hsla(220, 10%, 70%, 0.35)"
-    hue = 120 * float(np.clip(1 + np.log10(max(prob, 1e-4)) / 4, 0, 1))  # 1e-4 -> 0 (red), 1 -> 120 (green)
+    hue = 120 * min(max(1 + math.log10(max(prob, 1e-4)) / 4, 0.0), 1.0)  # 1e-4 -> 0 (red), 1 -> 120 (green)
     return f"hsla({hue:.0f}, 70%, 55%, 0.35)"
 
 
