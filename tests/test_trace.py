@@ -45,17 +45,19 @@ def test_lens_grid_of_a_long_prompt_covers_its_last_positions_with_exact_probabi
     from visualizer.analysis.logit_lens import lens_grid
 
     session = make_tiny_session("llama")
-    ids = [int(i) for i in torch.arange(100) * 7 % 300 + 3]  # 100 tokens: more than the grid's 64 columns
+    ids = [int(i) for i in torch.arange(100) * 7 % 300 + 3]  # 100 tokens: more than the grid's columns
     trace = session.trace(ids)
     with torch.inference_mode():
         logits = session.model(torch.tensor([ids])).logits[0].float()  # [pos, d_vocab]
     lens = session.lens_top(trace)
-    assert lens.first_pos == 36 and lens.ids.shape == (trace.n_layers + 1, 64)
-    probs = torch.softmax(logits[36:], -1).max(-1)
+    width = session.trace_options.lens_positions
+    first = 100 - width
+    assert lens.first_pos == first and lens.ids.shape == (trace.n_layers + 1, width)
+    probs = torch.softmax(logits[first:], -1).max(-1)
     np.testing.assert_array_equal(lens.ids[-1], probs.indices.numpy())
     np.testing.assert_allclose(lens.probs[-1], probs.values.numpy(), atol=1e-5)
     grid = lens_grid(trace, session.tokenizer, lens)
-    assert grid.first_pos == 36 and grid.column_labels == trace.token_labels()[36:]
+    assert grid.first_pos == first and grid.column_labels == trace.token_labels()[first:]
 
 
 def test_residual_stream_order_matches_hidden_states(traced):
