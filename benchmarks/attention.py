@@ -36,6 +36,7 @@ def _measure(mode: str, n_pos: int, n_layers: int) -> dict:
     start = time.perf_counter()
     if mode == "ours":
         trace = session.trace(ids.tolist())
+        assert trace.attention_metrics  # the tab's layer x head grid (from kept patterns it is computed on first use)
         session.layer_patterns(trace, 0)  # open one head's layer, as the page does
         stored = trace.kept_patterns is not None
     elif mode == "bare":  # eager attention computes every weight, returns none
