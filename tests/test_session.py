@@ -57,10 +57,12 @@ def test_patterns_over_budget_are_recomputed_per_layer_and_exact():
     trace = session.trace(PROMPTS[0])
     assert trace.attention_patterns is None and trace.notes
     assert full.computed_metrics is None  # kept patterns: summarised when a view first asks (a CPU model)
+    size = full.nbytes
     assert trace.computed_metrics is not None  # none kept: summarised layer by layer in the forward pass
     assert set(trace.attention_metrics) == set(full.attention_metrics)
     for name, values in full.attention_metrics.items():
         np.testing.assert_allclose(trace.attention_metrics[name], values, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert full.nbytes == size  # the cache subtracts a trace's size again on eviction: it must not change
     for layer in range(trace.n_layers):
         torch.testing.assert_close(session.layer_patterns(trace, layer), full.attention_patterns[layer])
     assert session.forward_passes == 1 + trace.n_layers

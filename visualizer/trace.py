@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visualizer.attention_metrics import head_metrics
+from visualizer.attention_metrics import METRICS, head_metrics
 from visualizer.capture import ActivationCapture
 from visualizer.device import input_device, module_device
 from visualizer.dims import ModelDims
@@ -125,10 +125,12 @@ class Trace:
     @property
     def nbytes(self) -> int:
         arrays = [self.token_ids, self.topk_ids, self.topk_probs, self.entropy, self.actual_next_probs,
-                  self.actual_next_ranks, *(self.computed_metrics or {}).values()]
+                  self.actual_next_ranks]
         tensors = [self.last_logits, self.resid]
         tensors.extend(self.kept_patterns or ())
-        return (sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in tensors)
+        metrics = len(METRICS) * self.n_layers * self.n_heads * 4  # counted before they exist: the size must not
+        # change while the trace is cached (the cache subtracts it again on eviction)
+        return (sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in tensors) + metrics
                 + 64 * self.n_pos)
 
 
