@@ -140,3 +140,21 @@ def test_the_wrap_control_is_on_the_page_only_where_there_is_a_template():
     assert "itl-chat-wrap" not in elem_ids(make_tiny_session("llama"))
     with_template = ModelSession(tiny_model("llama"), _tiny(CHATML), AppConfig(), source="tiny-chat")
     assert {"itl-chat-wrap", "itl-chat-unwrap", "itl-chat-note", "itl-prompt"} <= elem_ids(with_template)
+
+
+def test_decoded_is_the_tokenizers_own_decode_cached_or_not():
+    from tests.tiny_models import tiny_tokenizer
+    from visualizer.tokens import decoded, decoded_label, visible_token
+
+    tokenizer = tiny_tokenizer()
+    for token_id in (0, 5, 17, 5):
+        assert decoded(tokenizer, token_id) == tokenizer.decode([token_id])
+        assert decoded_label(tokenizer, token_id) == visible_token(tokenizer.decode([token_id]))
+
+    class Slotted:  # no __dict__ to keep a cache in: decoded every time
+        __slots__ = ()
+
+        def decode(self, ids):
+            return f"<{ids[0]}>"
+
+    assert decoded(Slotted(), 3) == "<3>"

@@ -146,6 +146,18 @@ def test_row_argmax_equals_torch_argmax_with_ties_and_any_width():
         assert torch.equal(row_argmax(values), values.argmax(-1)), width
 
 
+def test_the_models_own_top1_row_breaks_ties_to_the_lowest_id_as_argmax():
+    from types import SimpleNamespace
+
+    from visualizer.trace import output_top1
+
+    trace = SimpleNamespace(topk_ids=np.array([[9, 4, 7], [2, 8, 1], [6, 3, 5]]),
+                            topk_probs=np.array([[0.4, 0.4, 0.2], [0.5, 0.3, 0.2], [0.3, 0.3, 0.3]], np.float32))
+    ids, probs = output_top1(trace, 0)
+    assert ids.tolist() == [4, 2, 3] and probs.tolist() == pytest.approx([0.4, 0.5, 0.3])
+    assert output_top1(trace, 2)[0].tolist() == [3]
+
+
 def test_lens_of_every_layer_equals_that_layer_read_out_on_its_own(traced):
     """The lens runs all layers' rows through the head in chunks; each row must be what one layer alone gives."""
     from visualizer import trace as trace_module

@@ -41,6 +41,7 @@ from visualizer.trace import (
     build_lens_top,
     build_trace,
     lens_first_pos,
+    output_top1,
     pattern_bytes,
     storage_dtype,
 )
@@ -69,7 +70,8 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         self.trace_options = TraceOptions(
             top_k=self.config.limits.max_top_k, attention_store_bytes=store,
             lens_unavailable=self.checks.lens.message, attention_unavailable=self.checks.attention.message,
-            metrics_when_asked=self.device.type == "cpu")
+            # from kept patterns only where they keep the model's own dtype (a bf16 model's are stored as fp16)
+            metrics_when_asked=self.device.type == "cpu" and storage_dtype(self.dtype) == self.dtype)
         for check in (self.checks.lens, self.checks.attention, self.checks.resid):
             if check.message:
                 log.warning(check.message)
@@ -293,7 +295,7 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         # model's own output, which the trace has (on the bundled model that row was a fifth of the lens's work).
         window = trace.resid[:-1, first:].clone()
         below = gpu.call_on_device(self.key, "_compute_lens_top", window, first, gpu_seconds=10)
-        return below.with_output_row(trace.topk_ids[first:, 0], trace.topk_probs[first:, 0])
+        return below.with_output_row(*output_top1(trace, first))
 
     def _compute_lens_top(self, resid: torch.Tensor, first_pos: int) -> LensTop:
         with self.lock.shared(), released_on_oom(self.device):

@@ -38,6 +38,8 @@ def decoded(tokenizer: Any, token_id: int) -> str:
     decode the same tokens again (at 512 tokens, decoding them one by one was a fifth of the trace's bookkeeping)."""
     token_id = int(token_id)
     cache = _decoded_cache(tokenizer)
+    if cache is None:
+        return tokenizer.decode([token_id])
     text = cache.get(token_id)
     if text is None:
         text = cache[token_id] = tokenizer.decode([token_id])
@@ -49,9 +51,12 @@ def decoded_label(tokenizer: Any, token_id: int) -> str:
     return visible_token(decoded(tokenizer, token_id))
 
 
-def _decoded_cache(tokenizer: Any) -> dict[int, str]:
+def _decoded_cache(tokenizer: Any) -> dict[int, str] | None:
     # kept on the tokenizer itself (its __dict__, past transformers' attribute hooks): it lives and dies with it
-    attributes = vars(tokenizer)
+    try:
+        attributes = vars(tokenizer)
+    except TypeError:  # no __dict__ (__slots__, a raw tokenizers.Tokenizer): decoded each time
+        return None
     cache = attributes.get("_itl_decoded")
     if cache is None:
         cache = attributes.setdefault("_itl_decoded", {})

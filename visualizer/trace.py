@@ -247,6 +247,14 @@ def top_k_rows(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return top.values, top.indices
 
 
+def output_top1(trace: Trace, first_pos: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's own top-1 id and probability at positions first_pos.. from the trace's top-k, a tie going to the
+    lowest id as argmax (and every other lens row) decides it: topk orders tied values arbitrarily."""
+    ids, probs = trace.topk_ids[first_pos:], trace.topk_probs[first_pos:]  # [pos, k]
+    tied = probs == probs[:, :1]
+    return np.where(tied, ids, np.iinfo(ids.dtype).max).min(-1), probs[:, 0]
+
+
 def lens_first_pos(n_pos: int, positions: int) -> int:
     """The first position the lens grid covers: it shows the last `positions` of the prompt."""
     return max(0, n_pos - positions)

@@ -156,17 +156,18 @@ def induction_scores(trace: Trace, period: int, offset: int = 0) -> np.ndarray:
     The standard score (Olsson et al. 2022): the attention a token of the second copy pays to the token that
     followed its earlier occurrence, i.e. key = query - period + 1, averaged over every query with such a key.
     """
-    patterns = trace.attention_patterns  # [layer, head, query_pos, key_pos]
+    patterns = trace.kept_patterns  # per layer: [head, query_pos, key_pos]
     if patterns is None:
         raise ValueError("induction_scores needs the trace's attention patterns; this prompt was over the "
                          "attention budget: use a shorter prompt")
     if not isinstance(period, int) or period < 2:
         raise ValueError(f"period must be a whole number >= 2 (got {period!r})")
-    n_pos = patterns.shape[-1]
+    n_pos = trace.n_pos
     if not isinstance(offset, int) or offset < 0 or offset + period >= n_pos:
         raise ValueError(f"offset + period must be below the prompt's {n_pos} tokens (got offset {offset!r}, "
                          f"period {period}): the prompt needs a second copy")
-    stripe = patterns.float().diagonal(offset=-(period - 1), dim1=-2, dim2=-1)  # [layer, head, n_pos - period + 1]
+    stripe = torch.stack([layer.diagonal(offset=-(period - 1), dim1=-2, dim2=-1).float() for layer in patterns])
+    # [layer, head, n_pos - period + 1]; each layer's diagonal alone, not a stacked copy of every pattern
     # stripe[..., i] is query i + period - 1 -> key i; the second copy's queries start at offset + period
     return stripe[..., offset + 1:].mean(-1).numpy()  # [layer, head]
 
