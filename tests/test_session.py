@@ -62,7 +62,7 @@ def test_patterns_over_budget_are_recomputed_per_layer_and_exact():
     assert set(trace.attention_metrics) == set(full.attention_metrics)
     for name, values in full.attention_metrics.items():
         np.testing.assert_allclose(trace.attention_metrics[name], values, rtol=1e-6, atol=1e-7, err_msg=name)
-    assert full.nbytes == size  # the cache subtracts a trace's size again on eviction: it must not change
+    assert full.nbytes == size  # one size per trace, whether or not a view has asked for its metrics
     for layer in range(trace.n_layers):
         torch.testing.assert_close(session.layer_patterns(trace, layer), full.attention_patterns[layer])
     assert session.forward_passes == 1 + trace.n_layers
@@ -274,3 +274,6 @@ def test_lens_log_probs_of_a_repeated_position_come_from_a_bounded_cache():
     assert lru.get("a") is None and lru.get("b") == 2
     lru.put("c", 3, 11)  # larger than the bound: never kept
     assert lru.get("c") is None and lru.get("b") == 2
+    assert lru.n_bytes == 6
+    lru.clear()
+    assert lru.get("b") is None and lru.n_bytes == 0

@@ -111,6 +111,16 @@ class BytesLRU:
                 _, (size, _) = self._items.popitem(last=False)
                 self._bytes -= size
 
+    @property
+    def n_bytes(self) -> int:
+        """What the entries weighed when they were put (a value whose size changes later is not re-weighed)."""
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
 
 @dataclass
 class _Flight:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,9 +77,7 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         self.lock = ReadWriteLock()
         self.forward_passes = 0
         self._count_lock = threading.Lock()
-        self._cache: OrderedDict[tuple[int, ...], Trace] = OrderedDict()
-        self._cache_bytes = 0
-        self._cache_lock = threading.Lock()
+        self._traces = BytesLRU(max_bytes=self.config.limits.trace_cache_bytes)  # keyed by token ids
         self._flights = SingleFlight()  # one computation per prompt (trace) or per trace (lens grid) at a time
         self._architecture: ArchitectureReport | None = None
         self._recent_races = RecentResults(max_age_s=60.0)
@@ -176,15 +173,11 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
         return self._flights.run(("trace", key), lambda: self._cached_trace(key) or self._new_trace(key, text, ids))
 
     def _cached_trace(self, key: tuple[int, ...]) -> Trace | None:
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        return None
+        return self._traces.get(key)
 
     def _new_trace(self, key: tuple[int, ...], text: str, ids: torch.Tensor) -> Trace:
         trace = gpu.call_on_device(self.key, "_compute_trace", text, ids, gpu_seconds=10 + len(ids) / 50)
-        self._remember(key, trace)
+        self._traces.put(key, trace, trace.nbytes)  # a trace over the whole budget is not kept
         return trace
 
     def _compute_trace(self, text: str, ids: torch.Tensor) -> Trace:
@@ -192,28 +185,14 @@ class ModelSession(RunsMixin, ExperimentsMixin, SpeedMixin):
             self._count_forward()
             return build_trace(self.model, self.parts, self.capture, self.tokenizer, text, ids, self.trace_options)
 
-    def _remember(self, key: tuple[int, ...], trace: Trace) -> None:
-        size = trace.nbytes
-        budget = self.config.limits.trace_cache_bytes
-        if size > budget:
-            return
-        with self._cache_lock:
-            self._cache[key] = trace
-            self._cache_bytes += size
-            while self._cache_bytes > budget:
-                _, old = self._cache.popitem(last=False)
-                self._cache_bytes -= old.nbytes
-
     @property
     def cache_bytes(self) -> int:
-        return self._cache_bytes
+        return self._traces.n_bytes
 
     def clear_cache(self) -> None:
-        """Forget every cached trace (benchmarks time fresh prompts with it)."""
-        with self._cache_lock:
-            self._cache.clear()
-            self._cache_bytes = 0
-        self._lens_cache = BytesLRU(max_bytes=LENS_CACHE_BYTES)
+        """Forget every cached trace and lens (benchmarks time fresh prompts with it)."""
+        self._traces.clear()
+        self._lens_cache.clear()
 
     # ----- generation ----------------------------------------------------------------------------------
     def check_new_tokens(self, n_pos: int, n_new) -> int:

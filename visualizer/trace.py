@@ -128,8 +128,7 @@ class Trace:
                   self.actual_next_ranks]
         tensors = [self.last_logits, self.resid]
         tensors.extend(self.kept_patterns or ())
-        metrics = len(METRICS) * self.n_layers * self.n_heads * 4  # counted before they exist: the size must not
-        # change while the trace is cached (the cache subtracts it again on eviction)
+        metrics = len(METRICS) * self.n_layers * self.n_heads * 4  # counted before they exist: one size per trace
         return (sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in tensors) + metrics
                 + 64 * self.n_pos)
 
