@@ -66,7 +66,7 @@ def _decoded_cache(tokenizer: Any) -> dict[int, str] | None:
 def token_text(tokenizer: Any, token_id: int) -> str:
     """What one token adds to the text; a token holding part of a UTF-8 character, which decodes to
     the replacement character, is shown as its bytes instead (e.g. ``\\xe2\\x80``)."""
-    text = tokenizer.decode([token_id])
+    text = decoded(tokenizer, token_id)
     if "\ufffd" not in text:
         return text
     raw = tokenizer.convert_ids_to_tokens(token_id)

@@ -259,13 +259,6 @@ def lens_first_pos(n_pos: int, positions: int) -> int:
     return max(0, n_pos - positions)
 
 
-@torch.inference_mode()
-def build_lens_top(parts: ModelParts, resid: torch.Tensor, first_pos: int = 0) -> LensTop:
-    """The lens's top-1 over positions first_pos.. of a trace, from their residuals [rows, pos, d_model]."""
-    ids, probs = _lens_top(parts, resid)
-    return LensTop(ids=ids, probs=probs, first_pos=first_pos)
-
-
 # The lens reads every layer's residual through the LM head. Rows of all layers go through it together, in
 # chunks whose [rows, d_vocab] float32 logits and probabilities stay under this size: one pass over the head's
 # weights per chunk instead of one per layer (on a 49,152-token vocabulary that read, not the arithmetic, was
@@ -273,8 +266,10 @@ def build_lens_top(parts: ModelParts, resid: torch.Tensor, first_pos: int = 0) -
 LENS_CHUNK_BYTES = 64 * 2**20
 
 
-def _lens_top(parts: ModelParts, resid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 id and probability of the logit lens at every given layer and position: [rows, pos]."""
+@torch.inference_mode()
+def build_lens_top(parts: ModelParts, resid: torch.Tensor, first_pos: int = 0) -> LensTop:
+    """The lens's top-1 id and probability at every given layer over positions first_pos.. of a trace, from their
+    residuals [rows, pos, d_model]."""
     device = module_device(parts.lm_head)
     n_rows, n_pos, d_model = resid.shape
     flat = resid.reshape(n_rows * n_pos, d_model)  # layer-major rows: [layer * pos, d_model]
@@ -284,7 +279,8 @@ def _lens_top(parts: ModelParts, resid: torch.Tensor) -> tuple[np.ndarray, np.nd
         logits = parts.unembed(flat[start:start + chunk].to(device)).float()  # [rows, d_vocab]
         ids.append(row_argmax(logits).cpu())
         probs.append(torch.softmax(logits, -1).amax(-1).cpu())
-    return (torch.cat(ids).reshape(n_rows, n_pos).numpy(), torch.cat(probs).reshape(n_rows, n_pos).numpy())
+    return LensTop(ids=torch.cat(ids).reshape(n_rows, n_pos).numpy(),
+                   probs=torch.cat(probs).reshape(n_rows, n_pos).numpy(), first_pos=first_pos)
 
 
 _ARGMAX_BLOCK = 64
@@ -299,7 +295,7 @@ def row_argmax(values: torch.Tensor) -> torch.Tensor:
     n_rows, n = values.shape
     short = -n % _ARGMAX_BLOCK
     padded = torch.nn.functional.pad(values, (0, short), value=float("-inf")) if short else values
-    blocks = padded.view(n_rows, -1, _ARGMAX_BLOCK)  # [rows, block, 64]
+    blocks = padded.reshape(n_rows, -1, _ARGMAX_BLOCK)  # [rows, block, 64]
     best_block = blocks.amax(-1).argmax(-1)  # [rows]
     within = blocks[torch.arange(n_rows), best_block].argmax(-1)  # [rows]
     return best_block * _ARGMAX_BLOCK + within
